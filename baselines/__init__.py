@@ -1,0 +1,1 @@
+"""Baseline adapters shipped with mmbench (registered on import by mmbench.registry)."""

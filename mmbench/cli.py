@@ -1,0 +1,170 @@
+"""The ``mmbench`` command. Argument parsing only: each command calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mmbench.errors import ConfigError, MMBenchError
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0' -> [0]; '0,2' -> [0, 2]; '0-2' -> [0, 1, 2]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part.strip()[1:]:
+                lo, hi = part.split("-", 1)
+                seeds += list(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ConfigError(f"--seed {text!r}: expected an integer, a list (0,1,2) or a range (0-2)") from None
+    return seeds
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "tasks":
+        from mmbench.data import data_status
+        from mmbench.tasks import all_cards
+
+        cards = all_cards()
+        width = max((len(n) for n in cards), default=4)
+        for name, card in cards.items():
+            present, detail = data_status(card)
+            mark = "ready  " if present else "missing"
+            print(f"{name:<{width}}  {card.family:<14} {mark}  {card.description.splitlines()[0][:90]}")
+            if not present or args.verbose:
+                print(f"{'':<{width}}  {'':<14}          data: {detail}")
+    else:
+        from mmbench.registry import all_models
+
+        models = all_models()
+        width = max((len(n) for n in models), default=4)
+        for name, cls in models.items():
+            print(f"{name:<{width}}  {cls.family:<14} {cls.description}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mmbench.config import parse_overrides
+    from mmbench.report import print_summary
+    from mmbench.runner import EvalRequest, run_eval
+
+    overrides = parse_overrides(args.set or [])
+    for seed in parse_seeds(args.seed):
+        req = EvalRequest(model=args.model, task=args.task, seed=seed, overrides=overrides,
+                          checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+                          save_checkpoint=Path(args.save_checkpoint) if args.save_checkpoint else None,
+                          force=args.force, log_samples=args.log_samples, quiet=args.quiet,
+                          verify_data=not args.unverified_data,
+                          results_dir=Path(args.results_dir) if args.results_dir else None)
+        outcome = run_eval(req)
+        print_summary(outcome.record, outcome.path, outcome.reused)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from mmbench import paths
+    from mmbench.leaderboard import write_leaderboard
+    from mmbench.results import ResultStore
+
+    store = ResultStore(Path(args.results_dir) if args.results_dir else paths.results_root())
+    out = Path(args.out) if args.out else paths.leaderboard_root()
+    written = write_leaderboard(store, out, include_unverified=args.include_unverified)
+    if not written:
+        print(f"no result records under {store.root}; run `mmbench eval` first")
+        return 1
+    for p in written:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mmbench.config import parse_overrides
+    from mmbench.validate import validate_adapter
+
+    checks = validate_adapter(args.model, args.task, parse_overrides(args.set or []),
+                              verify_data=not args.unverified_data)
+    for c in checks:
+        print(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
+    ok = all(c.ok for c in checks) and len(checks) == 6
+    print("adapter OK" if ok else "adapter has problems (see FAIL above)")
+    return 0 if ok else 1
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from mmbench.data.prepare import prepare
+    from mmbench.tasks import get_card
+
+    manifest = prepare(get_card(args.task), Path(args.src), link=args.link)
+    print(f"prepared {args.task}: {manifest['stats']}")
+    for note in manifest["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmbench", description="Benchmark harness for multimodal graph learning.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    lp = sub.add_parser("list", help="list registered tasks or models")
+    lp.add_argument("what", choices=["tasks", "models"])
+    lp.add_argument("-v", "--verbose", action="store_true", help="show where each task's data is")
+    lp.set_defaults(fn=cmd_list)
+
+    ep = sub.add_parser("eval", help="train with validation selection, score test once, write a record")
+    ep.add_argument("--model", required=True, help="registered name or path/to/file.py:ClassName")
+    ep.add_argument("--task", required=True, help="registered task name or path/to/card.yaml")
+    ep.add_argument("--seed", default="0", help="seed, list (0,1,2) or range (0-2); default 0")
+    ep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model config value")
+    ep.add_argument("--checkpoint", help="load this state dict instead of training")
+    ep.add_argument("--save-checkpoint", help="save the selected model state here")
+    ep.add_argument("--force", action="store_true", help="recompute even if the record exists")
+    ep.add_argument("--log-samples", action="store_true", help="save per-query ranks beside the record")
+    ep.add_argument("--quiet", action="store_true", help="no progress bars")
+    ep.add_argument("--unverified-data", action="store_true",
+                    help="run on data whose counts differ from the published statistics (marked in the record)")
+    ep.add_argument("--results-dir", help="where records go (default $MMBENCH_RESULTS or ./results)")
+    ep.set_defaults(fn=cmd_eval)
+
+    bp = sub.add_parser("leaderboard", help="regenerate the markdown tables from all records")
+    bp.add_argument("--results-dir", help="default $MMBENCH_RESULTS or ./results")
+    bp.add_argument("--out", help="default $MMBENCH_LEADERBOARD or ./leaderboard")
+    bp.add_argument("--include-unverified", action="store_true")
+    bp.set_defaults(fn=cmd_leaderboard)
+
+    vp = sub.add_parser("validate-adapter", help="smoke-check an adapter on a task")
+    vp.add_argument("model")
+    vp.add_argument("--task", required=True)
+    vp.add_argument("--set", action="append", metavar="KEY=VALUE")
+    vp.add_argument("--unverified-data", action="store_true")
+    vp.set_defaults(fn=cmd_validate)
+
+    dp = sub.add_parser("data", help="dataset utilities")
+    dsub = dp.add_subparsers(dest="data_command", required=True)
+    pp = dsub.add_parser("prepare", help="copy a downloaded release into $MMBENCH_DATA and verify it")
+    pp.add_argument("task")
+    pp.add_argument("--from", dest="src", required=True, help="folder holding the downloaded release")
+    pp.add_argument("--link", action="store_true", help="symlink instead of copying")
+    pp.set_defaults(fn=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PYSTOW_HOME", str(Path.home() / ".cache" / "mmbench" / "pystow"))
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except MMBenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished records are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

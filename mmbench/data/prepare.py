@@ -1,0 +1,104 @@
+"""``mmbench data prepare TASK --from DIR``: gather a release's files into ``$MMBENCH_DATA`` and verify."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mmbench.data import load_task_data
+from mmbench.data.kg import SPLIT_FILES, dataset_dir
+from mmbench.data.triples import read_id_triples
+from mmbench.errors import ConfigError, DataError
+from mmbench.io import atomic_write_json, atomic_write_text, file_sha256
+from mmbench.results import utc_now
+from mmbench.tasks import TaskCard
+
+
+def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
+    """Copy (or symlink) the files the card names from ``src`` and verify them; returns the manifest."""
+    loader = card.dataset["loader"]
+    if loader != "mygo":
+        raise ConfigError(f"task {card.name} ({loader} data) needs no preparation" if loader in
+                          ("pykeen", "synth-mmkg") else f"no prepare step for loader {loader!r}")
+    src = Path(src).expanduser()
+    if not src.is_dir():
+        raise DataError(f"--from {src}: not a directory")
+    dest = dataset_dir(card)
+    dest.mkdir(parents=True, exist_ok=True)
+    release = card.dataset.get("release_name", card.name)
+    copied: dict[str, str] = {}
+
+    split_dir = _find_dir(src, release, "train.txt")
+    if split_dir is not None:
+        for name in list(SPLIT_FILES.values()) + ["entities.txt", "relations.txt", "entity2id.txt"]:
+            if (split_dir / name).exists():
+                _place(split_dir / name, dest / name, link)
+                copied[name] = str(split_dir / name)
+    else:
+        openke = _find_dir(src, release, "train2id.txt")
+        if openke is None:
+            raise DataError(f"--from {src}: found neither train.txt (MyGO layout, e.g. data/{release}/) nor "
+                            f"train2id.txt (OpenKE layout, e.g. benchmarks/{release}/)")
+        for split, name in SPLIT_FILES.items():  # OpenKE: count header, columns h t r
+            triples = read_id_triples(openke / f"{split}2id.txt", order="htr", header=True)
+            atomic_write_text(dest / name, "".join(f"{h}\t{r}\t{t}\n" for h, r, t in triples.tolist()))
+            copied[name] = f"{openke / f'{split}2id.txt'} (converted from OpenKE h t r)"
+        if (openke / "entity2id.txt").exists():
+            _place(openke / "entity2id.txt", dest / "entity2id.txt", link)
+            copied["entity2id.txt"] = str(openke / "entity2id.txt")
+
+    for entry in _modality_files(card):
+        found = _find_file(src, entry)
+        if found is not None:
+            target = dest / entry if found.suffix != ".zip" or entry.endswith(".zip") else dest / (entry + ".zip")
+            _place(found, target, link)
+            copied[str(target.relative_to(dest))] = str(found)
+
+    ds = load_task_data(card, verify=True)
+    manifest = {"task": card.name, "prepared_at": utc_now(), "source": str(src.resolve()), "linked": link,
+                "stats": ds.stats(), "modalities": ds.modalities.describe(), "notes": ds.notes,
+                "files": {k: {"from": v, "sha256": file_sha256(dest / k)} for k, v in sorted(copied.items())}}
+    atomic_write_json(dest / "MANIFEST.json", manifest)
+    return manifest
+
+
+def _modality_files(card: TaskCard) -> list[str]:
+    spec = card.dataset.get("modalities") or {}
+    files = []
+    for entry in spec.values():
+        for key in ("file", "codebook"):
+            if isinstance(entry, dict) and entry.get(key):
+                files.append(entry[key])
+    return files
+
+
+def _find_dir(src: Path, release: str, marker: str) -> Path | None:
+    for cand in (src, src / release, src / "data" / release, src / "benchmarks" / release):
+        if (cand / marker).exists():
+            return cand
+    hits = sorted(p.parent for p in src.rglob(marker) if release.lower() in str(p.parent).lower())
+    return hits[0] if hits else None
+
+
+def _find_file(src: Path, rel: str) -> Path | None:
+    name = Path(rel).name
+    for cand in (src / rel, src / name, src / "tokens" / name):
+        for c in (cand, cand.with_name(cand.name + ".zip")):
+            if c.exists():
+                return c
+    hits = sorted(src.rglob(name)) or sorted(src.rglob(name + ".zip"))
+    return hits[0] if hits else None
+
+
+def _place(src: Path, dest: Path, link: bool) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        if dest.resolve() == src.resolve():
+            return
+        dest.unlink()
+    if link:
+        os.symlink(src.resolve(), dest)
+    else:
+        shutil.copy2(src, dest)

@@ -1,0 +1,1 @@
+"""Reference models (MyGO, Graph4MM, VW-LMM) and shared model building blocks."""

@@ -1,0 +1,134 @@
+"""One evaluation job: load the task, build the model, fit with validation selection, score test
+once, write the result record."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmbench import paths
+from mmbench.config import build_config, config_to_dict
+from mmbench.data import load_task_data
+from mmbench.errors import ConfigError
+from mmbench.io import file_sha256
+from mmbench.progress import Progress
+from mmbench.provenance import provenance
+from mmbench.registry import get_model
+from mmbench.results import SCHEMA_VERSION, ResultStore, run_key, utc_now
+from mmbench.tasks import TaskCard, get_card
+
+
+@dataclass
+class EvalRequest:
+    model: str
+    task: str
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    save_checkpoint: Path | None = None
+    force: bool = False
+    log_samples: bool = False
+    quiet: bool = False
+    verify_data: bool = True
+    results_dir: Path | None = None
+
+
+@dataclass
+class EvalOutcome:
+    record: dict[str, Any]
+    path: Path
+    reused: bool
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def headline_key(card: TaskCard, metric: str) -> str:
+    """The record key of a card-level metric name (``mrr`` -> ``both.realistic.mrr`` for KGC)."""
+    if card.family == "kgc":
+        return f"both.{card.protocol.get('rank_type', 'realistic')}.{metric}"
+    return metric
+
+
+def run_eval(req: EvalRequest) -> EvalOutcome:
+    progress = Progress(req.quiet)
+    card = get_card(req.task)
+    model_cls = get_model(req.model)
+    if model_cls.family != card.family:
+        raise ConfigError(f"model {req.model!r} is a {model_cls.family or 'family-less'} adapter but task "
+                          f"{card.name!r} is a {card.family} task")
+    config = build_config(model_cls.Config, card.name, model_cls.presets, req.overrides, f"model {req.model}")
+    config_dict = config_to_dict(config)
+    t_load = time.perf_counter()
+    dataset = load_task_data(card, verify=req.verify_data)
+    data_hash = dataset.data_hash()
+    fingerprint = card.fingerprint(data_hash)
+    load_seconds = time.perf_counter() - t_load
+    key_config = dict(config_dict)
+    if req.checkpoint is not None:
+        key_config["__checkpoint_sha256"] = file_sha256(req.checkpoint)
+    key = run_key(model_cls.name, key_config, fingerprint, req.seed)
+    store = ResultStore(req.results_dir or paths.results_root())
+    if not req.force:
+        existing = store.find(card.name, model_cls.name, key)
+        if existing is not None:
+            progress.log(f"result exists: {store.record_path(card.name, model_cls.name, key)} "
+                         f"(same model config, task fingerprint and seed); pass --force to recompute")
+            return EvalOutcome(existing, store.record_path(card.name, model_cls.name, key), reused=True)
+
+    seed_everything(req.seed)
+    model = model_cls(config)
+    t0 = time.perf_counter()
+    if card.family == "kgc":
+        from mmbench.kgc import fit_and_score
+
+        state = torch.load(req.checkpoint, map_location="cpu", weights_only=False) if req.checkpoint else None
+        outcome = fit_and_score(model, dataset, card, req.seed, progress, checkpoint_state=state)
+        metrics = {"valid": outcome.valid.metrics if outcome.valid else {}, "test": outcome.test.metrics}
+        samples = outcome.test.sample_rows() if req.log_samples else None
+        training = {"history": outcome.history, "selection": outcome.selection,
+                    "train_seconds": round(outcome.train_seconds, 3),
+                    "eval_seconds": round(outcome.eval_seconds, 3)}
+        protocol = {"filtered": True, "filter_splits": ["train", "valid", "test"],
+                    "valid_filter_splits": ["train", "valid"],
+                    "rank_type": card.protocol.get("rank_type", "realistic"),
+                    "ties": "realistic = (optimistic + pessimistic) / 2; all three reported",
+                    "sides": ["head", "tail"]}
+    else:
+        raise ConfigError(f"task family {card.family!r} has no runner yet")
+    if req.save_checkpoint:
+        req.save_checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), req.save_checkpoint)
+
+    record = {
+        "schema": SCHEMA_VERSION,
+        "run_key": key,
+        "created_at": utc_now(),
+        "model": {"name": model_cls.name, "class": f"{model_cls.__module__}:{model_cls.__qualname__}",
+                  "config": config_dict, "overrides": dict(req.overrides),
+                  "num_parameters": model.num_parameters(),
+                  "checkpoint": str(req.checkpoint) if req.checkpoint else None},
+        "task": {**card.describe(), "data_hash": data_hash, "fingerprint": fingerprint,
+                 "data_verified": dataset.verified, "stats": dataset.stats(),
+                 "modalities": dataset.modalities.describe(), "notes": dataset.notes},
+        "seed": req.seed,
+        "main_metric": headline_key(card, card.main_metric),
+        "headline_metrics": [headline_key(card, m) for m in card.metrics],
+        "protocol": protocol,
+        "metrics": metrics,
+        "training": training,
+        "timing": {"load_seconds": round(load_seconds, 3), "wall_seconds": round(time.perf_counter() - t0, 3)},
+        "provenance": provenance(),
+        "samples_file": None,
+    }
+    path = store.write(record, samples)
+    return EvalOutcome(record, path, reused=False)
