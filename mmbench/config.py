@@ -25,10 +25,6 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        # YAML reads '1e-3' as a string; accept it as a float.
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = float(value)
         out[key] = value
     return out
 
@@ -52,6 +48,9 @@ def _coerce(name: str, value: Any, annotation: Any, owner: str) -> Any:
             raise ConfigError(f"{owner}: {name} must be an integer, got {value!r}")
         return int(value)
     if annotation is float:
+        if isinstance(value, str):  # YAML reads '1e-3' as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{owner}: {name} must be a number, got {value!r}")
         return float(value)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mmbench.api import ModelAdapter
 from mmbench.errors import ConfigError, closest
+from mmbench.io import file_sha256, sha256_hex
 
 _MODELS: dict[str, type[ModelAdapter]] = {}
 _BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat")
@@ -68,7 +69,7 @@ def _from_file(spec: str) -> type[ModelAdapter]:
     path = Path(path_str)
     if not path.exists():
         raise ConfigError(f"--model {spec}: file {path} does not exist")
-    mod_name = f"mmbench_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+    mod_name = f"mmbench_user_{path.stem}_{sha256_hex(str(path.resolve()))[:10]}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"--model {spec}: cannot import {path}")
@@ -82,8 +83,10 @@ def _from_file(spec: str) -> type[ModelAdapter]:
     if not (inspect.isclass(cls) and issubclass(cls, ModelAdapter)):
         raise ConfigError(f"--model {spec}: {cls_name} must subclass an mmbench adapter base "
                           f"(mmbench.api.KGCModel for knowledge-graph completion)")
-    if not cls.name:
+    if "name" not in cls.__dict__:  # not registered itself (a subclass of a builtin inherits its name)
         cls.name = f"{path.stem}:{cls_name}"
+    # the run key covers the adapter's source, so editing the file never reuses stale results
+    cls.source_sha256 = file_sha256(path)
     return cls
 
 

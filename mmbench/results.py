@@ -83,7 +83,7 @@ class ResultStore:
         if not self.root.exists():
             return
         for path in sorted(self.root.rglob("*.json")):
-            if "superseded" in path.parts or path.name.startswith("."):
+            if "superseded" in path.relative_to(self.root).parts or path.name.startswith("."):
                 continue
             try:
                 rec = json.loads(path.read_text(encoding="utf-8"))

@@ -76,14 +76,23 @@ def run_eval(req: EvalRequest) -> EvalOutcome:
     key_config = dict(config_dict)
     if req.checkpoint is not None:
         key_config["__checkpoint_sha256"] = file_sha256(req.checkpoint)
+    if getattr(model_cls, "source_sha256", None):  # adapters loaded from a file: their code is part of the key
+        key_config["__source_sha256"] = model_cls.source_sha256
     key = run_key(model_cls.name, key_config, fingerprint, req.seed)
     store = ResultStore(req.results_dir or paths.results_root())
     if not req.force:
         existing = store.find(card.name, model_cls.name, key)
+        path = store.record_path(card.name, model_cls.name, key)
+        missing = [what for what, wanted, have in (
+            ("per-query samples", req.log_samples, existing and existing.get("samples_file")),
+            ("a checkpoint", req.save_checkpoint, False)) if wanted and not have]
+        if existing is not None and not missing:
+            progress.log(f"result exists: {path} (same model config, task fingerprint and seed); "
+                         f"pass --force to recompute")
+            return EvalOutcome(existing, path, reused=True)
         if existing is not None:
-            progress.log(f"result exists: {store.record_path(card.name, model_cls.name, key)} "
-                         f"(same model config, task fingerprint and seed); pass --force to recompute")
-            return EvalOutcome(existing, store.record_path(card.name, model_cls.name, key), reused=True)
+            progress.log(f"result exists at {path} but without {' and '.join(missing)}: recomputing "
+                         f"(the old record moves to superseded/)")
 
     seed_everything(req.seed)
     model = model_cls(config)

@@ -63,6 +63,9 @@ def parse_card(raw: Any, source: str) -> TaskCard:
         raise ConfigError(f"{source}: 'dataset' must be a mapping with a 'loader' key")
     if not isinstance(raw["version"], int):
         raise ConfigError(f"{source}: 'version' must be an integer, got {raw['version']!r}")
+    for key in ("splits", "metrics"):
+        if not isinstance(raw[key], list) or not all(isinstance(x, str) for x in raw[key]):
+            raise ConfigError(f"{source}: '{key}' must be a list of names, e.g. [mrr, hits@10]")
     if raw["main_metric"] not in raw["metrics"]:
         raise ConfigError(f"{source}: main_metric {raw['main_metric']!r} is not listed in 'metrics'")
     protocol = raw.get("protocol") or {}
@@ -95,7 +98,7 @@ def all_cards() -> dict[str, TaskCard]:
     for d in paths.task_dirs():
         if not d.is_dir():
             continue
-        for p in sorted(d.glob("*.yaml")):
+        for p in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
             card = load_card(p)
             cards.setdefault(card.name, card)
     return cards

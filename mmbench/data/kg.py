@@ -76,14 +76,15 @@ def hash_modalities(m: EntityModalities) -> str:
     return sha256_hex(*parts)
 
 
-def verify_counts(card: TaskCard, ds: KGDataset, verify: bool) -> None:
+def verify_counts(card: TaskCard, ds: KGDataset, verify: bool, where: Path | None = None) -> None:
     """Compare against the card's published statistics (``dataset.expected``)."""
     expected = card.dataset.get("expected") or {}
     actual = ds.stats()
     wrong = [f"{k}: found {actual[k]:,}, published {v:,}" for k, v in expected.items() if actual.get(k) != v]
     if not wrong:
         return
-    msg = (f"task {card.name}: the data under {dataset_dir(card)} does not match the published statistics "
+    source = f"the data under {where}" if where else "the generated data"
+    msg = (f"task {card.name}: {source} does not match the published statistics "
            f"({'; '.join(wrong)}). Is this the release named in {card.path}?")
     if verify:
         raise DataError(msg + " Re-run `mmbench data prepare` with the original files, or pass "
@@ -128,7 +129,7 @@ def load_pykeen(card: TaskCard, verify: bool = True) -> KGDataset:
     ds = KGDataset(task=card.name, num_entities=len(ents), num_relations=len(rels), **splits,
                    modalities=EntityModalities(num_entities=len(ents)),
                    entity_names=tuple(ents), relation_names=tuple(rels))
-    verify_counts(card, ds, verify)
+    verify_counts(card, ds, verify, d)
     return ds
 
 
@@ -161,15 +162,18 @@ def load_mygo(card: TaskCard, verify: bool = True) -> KGDataset:
     relations.txt (one id per line), entity2id.txt (MKG-W/Y: ``name id``), and the optional
     modality files named in the card's ``dataset.modalities``.
     """
-    d = dataset_dir(card)
+    return load_mygo_from(card, dataset_dir(card), verify)
+
+
+def load_mygo_from(card: TaskCard, d: Path, verify: bool) -> KGDataset:
+    """The MyGO-layout loader for an explicit folder (``mmbench data prepare`` verifies a staging copy)."""
     missing = [f for f in SPLIT_FILES.values() if not (d / f).exists()]
     if missing:
         raise DataError(missing_data_message(card, f"missing {', '.join(missing)} in {d}"))
-    expected = card.dataset.get("expected") or {}
     splits = {s: read_id_triples(d / f) for s, f in SPLIT_FILES.items()}
     all_triples = torch.cat(list(splits.values()))
-    num_entities = _count(d / "entities.txt", expected.get("entities"), int(all_triples[:, [0, 2]].max()) + 1)
-    num_relations = _count(d / "relations.txt", expected.get("relations"), int(all_triples[:, 1].max()) + 1)
+    num_entities = _count(d, "entities.txt", "entity2id.txt", int(all_triples[:, [0, 2]].max()) + 1)
+    num_relations = _count(d, "relations.txt", "relation2id.txt", int(all_triples[:, 1].max()) + 1)
     for s, f in SPLIT_FILES.items():
         check_id_range(splits[s], num_entities, num_relations, d / f)
     names = None
@@ -183,15 +187,19 @@ def load_mygo(card: TaskCard, verify: bool = True) -> KGDataset:
         names = tuple(names_list)
     ds = KGDataset(task=card.name, num_entities=num_entities, num_relations=num_relations, **splits,
                    modalities=EntityModalities(num_entities=num_entities), entity_names=names)
-    verify_counts(card, ds, verify)
+    verify_counts(card, ds, verify, d)
     ds.modalities = load_mygo_modalities(card, d, num_entities, names, ds.notes)
     return ds
 
 
-def _count(path: Path, expected: int | None, from_ids: int) -> int:
-    if path.exists():
-        return count_lines(path)
-    return int(expected) if expected else from_ids
+def _count(d: Path, id_list: str, name_map: str, from_ids: int) -> int:
+    """Entity/relation count from the data itself (never from the card, which it is checked against):
+    ``entities.txt`` lines, else ``entity2id.txt`` entries, else the largest id in the splits + 1."""
+    if (d / id_list).exists():
+        return count_lines(d / id_list)
+    if (d / name_map).exists():
+        return len(read_name_to_id(d / name_map))
+    return from_ids
 
 
 def _entity_key_map(card: TaskCard, num_entities: int, names: tuple[str, ...] | None) -> dict[str, int]:

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mmbench.data import load_task_data
-from mmbench.data.kg import SPLIT_FILES, dataset_dir
+from mmbench.data.kg import SPLIT_FILES, dataset_dir, load_mygo_from
 from mmbench.data.triples import read_id_triples
 from mmbench.errors import ConfigError, DataError
 from mmbench.io import atomic_write_json, atomic_write_text, file_sha256
@@ -26,7 +25,27 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
     if not src.is_dir():
         raise DataError(f"--from {src}: not a directory")
     dest = dataset_dir(card)
+    stage = dest.parent / f".{dest.name}.staging-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        manifest = _stage_and_verify(card, src, stage, link)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # the staging copy only; the prepared data stays as it was
+        raise
     dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(p for p in stage.rglob("*") if not p.is_dir()):
+        target = dest / f.relative_to(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, target)
+    shutil.rmtree(stage, ignore_errors=True)
+    atomic_write_json(dest / "MANIFEST.json", manifest)
+    return manifest
+
+
+def _stage_and_verify(card: TaskCard, src: Path, dest: Path, link: bool) -> dict[str, Any]:
+    """Gather the release into ``dest`` (a staging folder) and load it with verification."""
     release = card.dataset.get("release_name", card.name)
     copied: dict[str, str] = {}
 
@@ -45,9 +64,10 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
             triples = read_id_triples(openke / f"{split}2id.txt", order="htr", header=True)
             atomic_write_text(dest / name, "".join(f"{h}\t{r}\t{t}\n" for h, r, t in triples.tolist()))
             copied[name] = f"{openke / f'{split}2id.txt'} (converted from OpenKE h t r)"
-        if (openke / "entity2id.txt").exists():
-            _place(openke / "entity2id.txt", dest / "entity2id.txt", link)
-            copied["entity2id.txt"] = str(openke / "entity2id.txt")
+        for name in ("entity2id.txt", "relation2id.txt"):
+            if (openke / name).exists():
+                _place(openke / name, dest / name, link)
+                copied[name] = str(openke / name)
 
     for entry in _modality_files(card):
         found = _find_file(src, entry)
@@ -56,12 +76,10 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
             _place(found, target, link)
             copied[str(target.relative_to(dest))] = str(found)
 
-    ds = load_task_data(card, verify=True)
-    manifest = {"task": card.name, "prepared_at": utc_now(), "source": str(src.resolve()), "linked": link,
-                "stats": ds.stats(), "modalities": ds.modalities.describe(), "notes": ds.notes,
-                "files": {k: {"from": v, "sha256": file_sha256(dest / k)} for k, v in sorted(copied.items())}}
-    atomic_write_json(dest / "MANIFEST.json", manifest)
-    return manifest
+    ds = load_mygo_from(card, dest, verify=True)
+    return {"task": card.name, "prepared_at": utc_now(), "source": str(src.resolve()), "linked": link,
+            "stats": ds.stats(), "modalities": ds.modalities.describe(), "notes": ds.notes,
+            "files": {k: {"from": v, "sha256": file_sha256(dest / k)} for k, v in sorted(copied.items())}}
 
 
 def _modality_files(card: TaskCard) -> list[str]:

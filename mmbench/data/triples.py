@@ -58,9 +58,21 @@ def check_id_range(triples: torch.Tensor, num_entities: int, num_relations: int,
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
         h, r, t = triples[i].tolist()
-        raise DataError(f"{path}:{i + 1 + int(header)}: triple ({h}, {r}, {t}) is out of range: "
+        raise DataError(f"{path}:{_line_of_row(path, i, header)}: triple ({h}, {r}, {t}) is out of range: "
                         f"{num_entities} entities and {num_relations} relations are declared "
                         f"(entities.txt / relations.txt or the card's expected counts)")
+
+
+def _line_of_row(path: Path, row: int, header: bool) -> int:
+    """The 1-based line number of data row ``row`` (blank lines and the header skipped)."""
+    seen = -1 - int(header)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                seen += 1
+                if seen == row:
+                    return lineno
+    return row + 1
 
 
 def read_labeled_triples(path: Path) -> list[tuple[str, str, str]]:
