@@ -25,7 +25,7 @@ class KGEConfig(TrainSchedule):
     num_negs: negatives per positive (sLCWA only)
     """
 
-    epochs: int = 100
+    epochs: int = 200
     eval_every: int = 10
     patience: int = 3
     embedding_dim: int = 128

@@ -20,12 +20,12 @@ from mmbench.registry import register_model
 
 @dataclass
 class OneToAllConfig(TrainSchedule):
-    epochs: int = 100
+    epochs: int = 200
     eval_every: int = 10
     patience: int = 3
     dim: int = 128
-    lr: float = 0.003
-    batch_size: int = 512
+    lr: float = 0.005
+    batch_size: int = 1024
     label_smoothing: float = 0.0
     input_dropout: float = 0.2
 

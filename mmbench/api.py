@@ -171,6 +171,10 @@ class ModelAdapter:
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
+    def describe(self) -> dict[str, Any]:
+        """Facts about the built model worth keeping in the result (e.g. where its tokens came from)."""
+        return {}
+
 
 # --------------------------------------------------------------------------- KGC family
 @dataclass(frozen=True)

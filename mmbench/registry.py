@@ -21,7 +21,7 @@ from mmbench.errors import ConfigError, closest
 from mmbench.io import file_sha256, sha256_hex
 
 _MODELS: dict[str, type[ModelAdapter]] = {}
-_BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat")
+_BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat", "mmbench.models.mygo")
 _loaded = False
 
 
@@ -52,7 +52,7 @@ def _load_builtins() -> None:
             continue
         try:
             cls = ep.load()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (a broken plugin must not break the others)
             print(f"warning: entry point mmbench.models:{ep.name} ({ep.value}) failed to load: {e}",
                   file=sys.stderr)
             continue

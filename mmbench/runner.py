@@ -124,7 +124,7 @@ def run_eval(req: EvalRequest) -> EvalOutcome:
         "created_at": utc_now(),
         "model": {"name": model_cls.name, "class": f"{model_cls.__module__}:{model_cls.__qualname__}",
                   "config": config_dict, "overrides": dict(req.overrides),
-                  "num_parameters": model.num_parameters(),
+                  "num_parameters": model.num_parameters(), "details": model.describe(),
                   "checkpoint": str(req.checkpoint) if req.checkpoint else None},
         "task": {**card.describe(), "data_hash": data_hash, "fingerprint": fingerprint,
                  "data_verified": dataset.verified, "stats": dataset.stats(),

@@ -38,7 +38,7 @@ def validate_adapter(model: str, task: str, overrides: dict[str, Any], seed: int
             return True
         except MMBenchError as e:
             checks.append(Check(name, False, str(e)))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (report any adapter failure with its origin)
             tb = traceback.extract_tb(e.__traceback__)[-1]
             checks.append(Check(name, False, f"{type(e).__name__}: {e} (at {tb.filename}:{tb.lineno})"))
         return False

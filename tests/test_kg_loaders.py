@@ -304,7 +304,7 @@ def test_pykeen_count_mismatch(tmp_path):
 # ------------------------------------------------------------------------------------------ synth-mmkg
 def small_synth(tmp_path, **params):
     raw = card_raw("synth-mmkg")
-    raw["dataset"]["params"].update(num_entities=300, communities_per_type=5, num_triples=2000, **params)
+    raw["dataset"]["params"].update(num_entities=300, num_regions=5, num_triples=2000, **params)
     raw["dataset"]["expected"] = {"entities": 300, "relations": 24, "train": 1600, "valid": 200, "test": 200}
     return load_card(write_card(tmp_path / f"s{len(list(tmp_path.glob('s*')))}", raw))
 

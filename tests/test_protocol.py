@@ -13,7 +13,7 @@ from mmbench.kgc import fit_and_score
 from mmbench.progress import Progress
 from mmbench.tasks import parse_card
 
-SMALL = {**DEFAULTS, "num_entities": 300, "num_types": 4, "communities_per_type": 5, "num_relations": 6,
+SMALL = {**DEFAULTS, "num_entities": 300, "num_types": 4, "num_regions": 5, "num_relations": 6,
          "num_triples": 1500, "domain_types_per_relation": 2}
 CARD = parse_card({"name": "synth-small", "version": 1, "family": "kgc", "description": "test",
                    "dataset": {"loader": "synth-mmkg"}, "splits": ["train", "valid", "test"],

@@ -260,7 +260,7 @@ def load_codebook(path: Path) -> torch.Tensor:
     """A codebook saved with torch.save: a tensor, a Parameter, or a state dict holding one matrix."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (any unpickling failure is a data problem)
         raise DataError(f"{path}: cannot read the codebook ({e})") from None
     if isinstance(obj, dict):
         mats = [v for v in obj.values() if isinstance(v, torch.Tensor) and v.dim() == 2]

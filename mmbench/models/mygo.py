@@ -1,0 +1,309 @@
+"""MyGO (Zhang et al., "Tokenization, Fusion, and Augmentation: Towards Fine-grained Multi-modal Entity
+Representation", AAAI 2025, arXiv 2404.09468), written for mmbench's KGC adapter protocol.
+
+Pipeline (shapes with E entities, k_v / k_t visual / text tokens, d = ``dim``):
+  modality tokenization   top-k visual and text tokens per entity (``mmbench.models.tokenize``);
+                          frozen token embeddings -> trained Linear per modality -> LayerNorm -> dropout,
+                          plus one learned bias vector per modality (no per-position embeddings)
+  CMEE                    [ENT; s_e; v_1..v_kv; w_1..w_kt] (E, 2 + k_v + k_t, d) -> Transformer encoder
+                          (post-LN, ReLU) with padded tokens masked -> output at [ENT]: entity reps (E, d)
+  CTE                     [anchor rep + p_0; relation + p_1; [MASK] + p_2] (B, 3, d) -> Transformer ->
+                          context at [MASK] and relation output at position 1
+  Tucker decoder          BN -> dropout 0.3 -> x W_r (W_r = relation output x core, dropout 0.4) -> BN ->
+                          dropout 0.5 -> scores against all entity reps (B, E); cross-entropy
+  FGCL                    a second CMEE pass with fresh dropout for sampled entities; views [ENT], mean
+                          of all tokens, mean of visual tokens, mean of text tokens (padding excluded),
+                          each contrasted with pass 1's [ENT] by in-batch InfoNCE; weight ``mu``
+
+Head and tail prediction use reciprocal relations (query (t, r + R) for a head). See README
+'Protocol notes' for where this differs from the public code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmbench.api import KGCModel, KGTrainingData, TrainSchedule
+from mmbench.models.tokenize import EntityTokens, text_tokens, visual_tokens
+from mmbench.registry import register_model
+
+
+@dataclass
+class MyGOConfig(TrainSchedule):
+    """Defaults follow ``train_mygo_fgc.py`` of zjukg/MyGO; per-dataset presets below."""
+
+    epochs: int = 200
+    eval_every: int = 10
+    patience: int = 3
+    dim: int = 200
+    hidden_dim: int = 200            # Transformer FFN width
+    num_heads: int = 2
+    num_layers_ent: int = 1          # CMEE layers
+    num_layers_dec: int = 2          # CTE layers
+    dropout: float = 0.01            # inside the Transformers
+    emb_dropout: float = 0.9         # structure and relation embeddings
+    vis_dropout: float = 0.4
+    txt_dropout: float = 0.1
+    tucker_dropouts: tuple = (0.3, 0.4, 0.5)
+    max_vis_tokens: int = 8
+    max_txt_tokens: int = 8
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    batch_size: int = 2048
+    grad_clip: float = 0.1
+    restart_period: int = 50         # CosineAnnealingWarmRestarts T_0 (epochs), T_mult 2
+    label_smoothing: float = 0.0
+    mu: float = 0.0                  # FGCL weight (the public default 0 means off)
+    use_fgcl: bool = True
+    fgcl_temperature: float = 0.5
+    fgcl_samples: int = 512
+    text_backbone: str = "minilm"    # BERT-uncased WordPiece ids + frozen embeddings, offline
+    keep_stopwords: bool = False     # True reproduces the public DB15K-textual-v2.json behaviour
+    keep_special_tokens: bool = False
+    visual_codes: int = 512          # k-means codebook size when the data ships no visual tokens
+    both_directions: bool = False    # False: each triple masks head or tail (p=0.5) per epoch, as MyGO
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # zjukg/MyGO run.sh (DB15K line)
+    "db15k": dict(epochs=1500, eval_every=50, lr=1e-3, dim=256, hidden_dim=1024, max_vis_tokens=8,
+                  max_txt_tokens=4, num_heads=2, emb_dropout=0.6, vis_dropout=0.3, txt_dropout=0.1,
+                  num_layers_dec=1, mu=0.01),
+    # zjukg/MyGO run.sh (MKG-W line)
+    "mkg-w": dict(epochs=1500, eval_every=50, lr=5e-4, dim=256, hidden_dim=1024, max_vis_tokens=8,
+                  max_txt_tokens=8, num_heads=4, emb_dropout=0.9, vis_dropout=0.4, txt_dropout=0.1,
+                  num_layers_dec=2, mu=0.001),
+    # the author in zjukg/MyGO issue #34 (2026-03): lr, dim, token counts and mu; the rest are defaults
+    "mkg-y": dict(epochs=1500, eval_every=50, lr=5e-4, dim=200, max_vis_tokens=6, max_txt_tokens=18, mu=0.001),
+    # mmbench's choice for the offline synthetic task (CPU runtime of a few minutes): narrower model,
+    # all 4 patch tokens and up to 8 words kept, lighter structure dropout for a sparse graph
+    "synth-mmkg": dict(epochs=150, eval_every=10, lr=2e-3, dim=128, hidden_dim=256, num_heads=2,
+                       max_vis_tokens=8, max_txt_tokens=8, emb_dropout=0.3, vis_dropout=0.2, txt_dropout=0.1,
+                       num_layers_dec=1, mu=0.01, batch_size=1024, visual_codes=256),
+}
+
+
+class ModalityTokens(nn.Module):
+    """Frozen token table -> Linear -> LayerNorm -> dropout, plus one learned modality bias.
+
+    forward() -> (E, k, d) token embeddings and the (E, k) mask of real tokens
+    """
+
+    def __init__(self, tokens: EntityTokens, dim: int, dropout: float):
+        super().__init__()
+        self.register_buffer("ids", tokens.ids, persistent=False)
+        self.register_buffer("mask", tokens.mask, persistent=False)
+        self.table = nn.Embedding.from_pretrained(tokens.table.float(), freeze=True)
+        self.proj = nn.Linear(tokens.table.shape[1], dim)
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.bias = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.normal_(self.bias, std=0.02)
+
+    def forward(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.ids if rows is None else self.ids[rows]
+        mask = self.mask if rows is None else self.mask[rows]
+        return self.drop(self.norm(self.proj(self.table(ids)))) + self.bias, mask
+
+
+def transformer(dim: int, heads: int, hidden: int, dropout: float, layers: int) -> nn.TransformerEncoder:
+    """PyTorch defaults as in the public code: post-LayerNorm, ReLU."""
+    layer = nn.TransformerEncoderLayer(dim, heads, hidden, dropout, batch_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class TuckerHead(nn.Module):
+    """Tucker decoder with a per-query relation vector (the CTE output): (B, d), (B, d) -> (B, d)."""
+
+    def __init__(self, dim: int, dropouts: tuple):
+        super().__init__()
+        self.core = nn.Parameter(torch.empty(dim, dim, dim).uniform_(-1, 1))  # TuckER's initialisation
+        self.bn0, self.bn1 = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
+        self.d0, self.d1, self.d2 = (nn.Dropout(p) for p in dropouts)
+
+    def forward(self, ctx: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
+        d = ctx.shape[1]
+        x = self.d0(self.bn0(ctx)).unsqueeze(1)                           # (B, 1, d)
+        w = self.d1((rel @ self.core.view(d, d * d)).view(-1, d, d))      # (B, d, d)
+        return self.d2(self.bn1(torch.bmm(x, w).squeeze(1)))              # (B, d)
+
+
+class MyGONet(nn.Module):
+    def __init__(self, data: KGTrainingData, c: MyGOConfig, vis: EntityTokens | None, txt: EntityTokens | None):
+        super().__init__()
+        d, n_e = c.dim, data.num_entities
+        self.ent = nn.Embedding(n_e, d)                  # structural embedding s_e
+        self.rel = nn.Embedding(2 * data.num_relations, d)
+        nn.init.xavier_normal_(self.ent.weight)
+        nn.init.xavier_normal_(self.rel.weight)
+        self.ent_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)   # [ENT]
+        self.mask_token = nn.Parameter(torch.randn(1, d) * 0.02)     # [MASK] for the predicted side
+        self.str_bias = nn.Parameter(torch.zeros(1, d))
+        self.ctx_pos = nn.Parameter(torch.randn(1, 3, d) * 0.02)     # CTE position embeddings
+        self.emb_norm, self.rel_norm = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.emb_drop = nn.Dropout(c.emb_dropout)
+        self.vis = ModalityTokens(vis, d, c.vis_dropout) if vis is not None else None
+        self.txt = ModalityTokens(txt, d, c.txt_dropout) if txt is not None else None
+        self.k_vis = vis.ids.shape[1] if vis is not None else 0
+        self.cmee = transformer(d, c.num_heads, c.hidden_dim, c.dropout, c.num_layers_ent)
+        self.cte = transformer(d, c.num_heads, c.hidden_dim, c.dropout, c.num_layers_dec)
+        self.tucker = TuckerHead(d, c.tucker_dropouts)
+
+    def encode(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """CMEE over all entities (or ``rows``): -> outputs (n, 2 + k_v + k_t, d), padding mask (n, L)."""
+        s = self.ent.weight if rows is None else self.ent(rows)
+        n = s.shape[0]
+        parts = [self.ent_token.expand(n, -1, -1), (self.emb_drop(self.emb_norm(s)) + self.str_bias).unsqueeze(1)]
+        keep = [torch.ones(n, 2, dtype=torch.bool, device=s.device)]
+        for mod in (self.vis, self.txt):
+            if mod is not None:
+                tok, mask = mod(rows)
+                parts.append(tok)
+                keep.append(mask)
+        seq, keep_mask = torch.cat(parts, 1), torch.cat(keep, 1)
+        return self.cmee(seq, src_key_padding_mask=~keep_mask), keep_mask
+
+    def entities(self) -> torch.Tensor:
+        """-> (E, d): the [ENT] outputs."""
+        return self.encode()[0][:, 0]
+
+    def query(self, ents: torch.Tensor, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """CTE + Tucker: (B,), (B,) -> (B, d) query vectors scored by ``@ ents.T``."""
+        r = self.emb_drop(self.rel_norm(self.rel(relations)))
+        seq = torch.stack([ents[anchors], r, self.mask_token.expand(len(anchors), -1)], 1) + self.ctx_pos
+        out = self.cte(seq)
+        return self.tucker(out[:, 2], out[:, 1])
+
+    def views(self, rows: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """FGCL views of a fresh CMEE pass for ``rows``: name -> ((n, d) view, (n,) bool present)."""
+        out, keep = self.encode(rows)
+        n = len(rows)
+        all_present = torch.ones(n, dtype=torch.bool, device=out.device)
+        views = {"ent": (out[:, 0], all_present), "global": (_masked_mean(out, keep), all_present)}
+        start = 2
+        for name, mod, k in (("visual", self.vis, self.k_vis), ("text", self.txt, None)):
+            if mod is None:
+                continue
+            k = mod.ids.shape[1] if k is None else k
+            m = keep[:, start:start + k]
+            views[name] = (_masked_mean(out[:, start:start + k], m), m.any(1))
+            start += k
+        return views
+
+
+def _masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x (n, L, d), keep (n, L) bool -> (n, d) mean over kept positions (zeros where none)."""
+    w = keep.float().unsqueeze(-1)
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+    """In-batch InfoNCE: row i of ``anchor`` should match row i of ``positive`` among all rows.
+
+    anchor, positive: (n, d) -> scalar; similarities are cosine / temperature (one direction, as MyGO)
+    """
+    logits = F.normalize(anchor, dim=-1) @ F.normalize(positive, dim=-1).t() / temperature
+    return F.cross_entropy(logits, torch.arange(len(anchor), device=anchor.device))
+
+
+def fgcl_loss(ent_pass1: torch.Tensor, views: dict[str, tuple[torch.Tensor, torch.Tensor]],
+              temperature: float) -> torch.Tensor:
+    """Mean over the views of InfoNCE(pass-1 [ENT], view); rows lacking a view's modality are left out."""
+    terms = []
+    for view, present in views.values():
+        if int(present.sum()) >= 2:
+            terms.append(info_nce(ent_pass1[present], view[present], temperature))
+    return torch.stack(terms).mean() if terms else ent_pass1.sum() * 0.0
+
+
+@register_model("mygo")
+class MyGO(KGCModel):
+    description = "MyGO (AAAI 2025): modality tokens + Transformer entity/triple encoders + Tucker + FGCL"
+    Config = MyGOConfig
+    presets = PRESETS
+
+    def setup(self, data: KGTrainingData, seed: int) -> None:
+        c = self.config
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.vis_tokens = visual_tokens(data.modalities, c.max_vis_tokens, c.visual_codes, seed=0) \
+            if c.max_vis_tokens > 0 else None
+        self.txt_tokens = text_tokens(data.modalities, c.max_txt_tokens, c.text_backbone, c.keep_stopwords,
+                                      c.keep_special_tokens) if c.max_txt_tokens > 0 else None
+        self.num_entities, self.num_relations = data.num_entities, data.num_relations
+        self.module = MyGONet(data, c, self.vis_tokens, self.txt_tokens)
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(self.optimizer, T_0=c.restart_period,
+                                                                              T_mult=2)
+        tr = data.train
+        self.tail_queries = tr.clone()                                                     # (h, r) -> t
+        self.head_queries = torch.stack([tr[:, 2], tr[:, 1] + data.num_relations, tr[:, 0]], 1)  # (t, r+R) -> h
+        self._cache: torch.Tensor | None = None
+
+    def describe(self) -> dict[str, Any]:
+        out = {}
+        for name, t in (("visual", self.vis_tokens), ("text", self.txt_tokens)):
+            if t is not None:
+                out[name] = {"source": t.source, "k": t.ids.shape[1], "coverage": round(t.coverage, 4),
+                             "table": list(t.table.shape)}
+        return out
+
+    def _epoch_queries(self) -> torch.Tensor:
+        if self.config.both_directions:
+            q = torch.cat([self.tail_queries, self.head_queries])
+        else:  # MyGO: each triple masks its head or its tail with probability 0.5, re-drawn every epoch
+            side = torch.rand(len(self.tail_queries), generator=self.generator) < 0.5
+            q = torch.where(side[:, None], self.head_queries, self.tail_queries)
+        return q[torch.randperm(len(q), generator=self.generator)]
+
+    def train_epoch(self, epoch: int) -> float:
+        c, net = self.config, self.module
+        net.train()
+        queries = self._epoch_queries()
+        total = 0.0
+        for start in range(0, len(queries), c.batch_size):
+            batch = queries[start:start + c.batch_size]
+            out, _ = net.encode()                       # all entity reps once per step
+            ents = out[:, 0]
+            logits = net.query(ents, batch[:, 0], batch[:, 1]) @ ents.t()
+            loss = F.cross_entropy(logits, batch[:, 2], label_smoothing=c.label_smoothing)
+            if c.use_fgcl and c.mu > 0:
+                rows = torch.randperm(self.num_entities, generator=self.generator)[:c.fgcl_samples]
+                loss = loss + c.mu * fgcl_loss(ents[rows], net.views(rows), c.fgcl_temperature)
+            self.optimizer.zero_grad()
+            loss.backward()
+            if c.grad_clip > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
+            self.optimizer.step()
+            total += loss.item() * len(batch)
+        self.scheduler.step()
+        return total / max(len(queries), 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def begin_scoring(self) -> None:
+        super().begin_scoring()
+        with torch.no_grad():
+            self._cache = self.module.entities()
+
+    def end_scoring(self) -> None:
+        self._cache = None
+        super().end_scoring()
+
+    def _ents(self) -> torch.Tensor:
+        return self._cache if self._cache is not None else self.module.entities()
+
+    def score_tails(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        ents = self._ents()
+        return self.module.query(ents, heads, relations) @ ents.t()
+
+    def score_heads(self, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
+        ents = self._ents()
+        return self.module.query(ents, tails, relations + self.num_relations) @ ents.t()

@@ -1,0 +1,185 @@
+"""MyGO: tokenization, shapes, padding masks, the contrastive loss, determinism, the protocol."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmbench.api import EntityModalities, FeatureSet, TokenBags
+from mmbench.cli import main
+from mmbench.config import build_config
+from mmbench.data.synth_kg import DEFAULTS, generate
+from mmbench.models.mygo import MyGO, MyGOConfig, fgcl_loss, info_nce
+from mmbench.models.tokenize import kmeans, text_tokens, top_k, visual_tokens
+from tests.conftest import copy_fixture
+
+SMALL = {**DEFAULTS, "num_entities": 200, "num_types": 4, "num_regions": 5, "num_relations": 6,
+         "num_triples": 1200, "domain_types_per_relation": 2}
+TINY = dict(dim=16, hidden_dim=32, num_heads=2, batch_size=256, max_vis_tokens=4, max_txt_tokens=4,
+            visual_codes=16, fgcl_samples=64, mu=0.1, epochs=1)
+
+
+def small_model(seed: int = 0, **over) -> tuple[MyGO, object]:
+    ds = generate(SMALL, task="synth-small")
+    cfg = build_config(MyGOConfig, None, {}, {**TINY, **over}, "mygo")
+    torch.manual_seed(seed)
+    m = MyGO(cfg)
+    m.setup(ds.training_view(), seed)
+    return m, ds
+
+
+# ------------------------------------------------------------------ tokenization
+def test_top_k_counts_duplicates_drops_and_breaks_ties_by_first_occurrence():
+    ids, mask = top_k([[5, 7, 7, 9, 5, 7, 101], [3], []], k=3, drop=frozenset({101}))
+    assert ids[0].tolist() == [7, 5, 9]          # 7 x3, 5 x2, 9 x1; 101 dropped
+    assert mask[0].tolist() == [True, True, True]
+    assert ids[1].tolist()[:1] == [3] and mask[1].tolist() == [True, False, False]
+    assert not mask[2].any()                     # an entity without the modality has no tokens
+
+
+def test_text_tokens_remove_stopwords_and_special_tokens_by_default():
+    m = EntityModalities(num_entities=2, texts=("the river of the amber river", None))
+    t = text_tokens(m, k=4)
+    from mmbench.backbones import text_tokenizer
+
+    tok = text_tokenizer("minilm")
+    words = tok.convert_ids_to_tokens(t.ids[0][t.mask[0]].tolist())
+    assert words == ["river", "amber"]           # 'river' twice first; 'the', 'of', [CLS], [SEP] dropped
+    assert not t.mask[1].any()
+    assert t.table.shape == (30522, 384)
+    kept = text_tokens(m, k=6, keep_stopwords=True, keep_special=True)
+    kept_words = tok.convert_ids_to_tokens(kept.ids[0][kept.mask[0]].tolist())
+    assert kept_words[:2] == ["the", "river"] and "[CLS]" in kept_words
+
+
+def test_shipped_bert_ids_are_used_as_they_are():
+    bags = TokenBags.from_lists([[101, 2314, 2314, 1997, 102], []], vocab_size=30522, source="file.json")
+    t = text_tokens(EntityModalities(num_entities=2, tokens={"text": bags}), k=3)
+    assert t.ids[0][t.mask[0]].tolist() == [2314]   # 'river'; [CLS], 'of' (stop word), [SEP] dropped
+    assert "file.json" in t.source
+
+
+def test_visual_tokens_from_shipped_codebook_and_from_patch_features():
+    codebook = torch.randn(8193, 32)
+    bags = TokenBags.from_lists([[4, 4, 9, 1], []], vocab_size=8192, embeddings=codebook)
+    t = visual_tokens(EntityModalities(num_entities=2, tokens={"image": bags}), k=2)
+    assert t.ids[0].tolist() == [4, 9] and t.table is codebook and not t.mask[1].any()
+    patches = torch.randn(3, 4, 8)
+    present = torch.tensor([True, False, True])
+    t2 = visual_tokens(EntityModalities(num_entities=3, features={"image": FeatureSet(patches, present)}), k=8,
+                       num_codes=4)
+    assert t2.table.shape == (4, 8)
+    assert t2.mask[0].sum() >= 1 and not t2.mask[1].any()
+
+
+def test_kmeans_recovers_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + 0.1 * torch.randn(50, 2, generator=g) for c in centers])
+    cb = kmeans(x, 3, seed=0)
+    assert sorted(torch.cdist(centers, cb).min(1).values.tolist())[-1] < 0.2
+
+
+# ------------------------------------------------------------------ model
+def test_shapes():
+    m, ds = small_model()
+    net = m.module
+    out, keep = net.encode()
+    k = 2 + m.vis_tokens.ids.shape[1] + m.txt_tokens.ids.shape[1]
+    assert out.shape == (ds.num_entities, k, 16) and keep.shape == (ds.num_entities, k)
+    m.begin_scoring()
+    s = m.score_tails(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]))
+    h = m.score_heads(torch.tensor([0, 1]), torch.tensor([3, 4]))
+    m.end_scoring()
+    assert s.shape == (3, ds.num_entities) and h.shape == (2, ds.num_entities)
+    assert torch.isfinite(s).all() and torch.isfinite(h).all()
+
+
+def test_padded_tokens_do_not_change_the_entity_representation():
+    m, ds = small_model()
+    net = m.module.eval()
+    has_padding = (~net.txt.mask).any(1) & net.txt.mask.any(1)
+    assert has_padding.any()
+    before = net.entities().detach()
+    net.txt.ids[~net.txt.mask] = 123       # different tokens behind the padding mask
+    net.vis.ids[~net.vis.mask] = 3
+    after = net.entities().detach()
+    assert torch.allclose(before, after, atol=1e-6)
+    net.txt.ids[net.txt.mask] = 123        # changing a real token does change it
+    assert not torch.allclose(before, net.entities().detach(), atol=1e-4)
+
+
+def test_entities_without_a_modality_encode_without_nan():
+    m, ds = small_model()
+    no_txt = ~m.module.txt.mask.any(1)
+    no_img = ~m.module.vis.mask.any(1)
+    assert no_txt.any() and no_img.any()
+    assert torch.isfinite(m.module.eval().entities()).all()
+
+
+def test_info_nce_hand_checked():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # cosine logits / 0.5 = [[2, 0], [0, 2]]: each row's loss is log(1 + e^-2)
+    assert info_nce(a, a, 0.5).item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
+    p = torch.tensor([[0.0, 1.0], [1.0, 0.0]])   # positives swapped: log(1 + e^2)
+    assert info_nce(a, p, 0.5).item() == pytest.approx(math.log(1 + math.exp(2)), abs=1e-6)
+
+
+def test_fgcl_averages_views_and_skips_absent_rows():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    good = math.log(1 + math.exp(-2))
+    views = {"ent": (a[:2].clone(), torch.tensor([True, True])),
+             "visual": (torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([True, True]))}
+    assert fgcl_loss(a[:2], views, 0.5).item() == pytest.approx(good, abs=1e-6)
+    # a view present for fewer than two rows has no negatives and is left out
+    views["text"] = (torch.tensor([[5.0, 5.0], [0.0, 0.0]]), torch.tensor([True, False]))
+    assert fgcl_loss(a[:2], views, 0.5).item() == pytest.approx(good, abs=1e-6)
+
+
+def test_fgcl_switch_changes_training():
+    m1, _ = small_model(use_fgcl=True)
+    m2, _ = small_model(use_fgcl=False)
+    assert m1.train_epoch(1) != pytest.approx(m2.train_epoch(1), abs=1e-9)
+
+
+def test_determinism_under_a_seed():
+    outs = []
+    for _ in range(2):
+        m, _ = small_model(seed=3)
+        loss = m.train_epoch(1)
+        m.begin_scoring()
+        outs.append((loss, m.score_tails(torch.tensor([0, 5]), torch.tensor([1, 2]))))
+        m.end_scoring()
+    assert outs[0][0] == outs[1][0]
+    assert torch.equal(outs[0][1], outs[1][1])
+    m3, _ = small_model(seed=4)
+    assert m3.train_epoch(1) != outs[0][0]
+
+
+def test_no_test_triple_reaches_training():
+    m, ds = small_model()
+    test_only = {tuple(t) for t in ds.test.tolist()} - {tuple(t) for t in ds.train.tolist()}
+    seen = {tuple(t) for t in m.tail_queries.tolist()}
+    seen |= {(t, r - ds.num_relations, h) for h, r, t in m.head_queries.tolist()}
+    assert seen == {tuple(t) for t in ds.train.tolist()}
+    assert not (seen & test_only)
+
+
+# ------------------------------------------------------------------ end to end
+def test_mygo_runs_on_the_db15k_layout_fixture(env, capsys):
+    copy_fixture("db15k", env.data / "db15k")
+    rc = main(["eval", "--model", "mygo", "--task", "db15k", "--unverified-data", "--quiet",
+               "--set", "epochs=1", "--set", "eval_every=1", "--set", "dim=16", "--set", "hidden_dim=32",
+               "--set", "batch_size=64"])
+    assert rc == 0
+    import json
+
+    rec = json.loads(next(env.results.rglob("*.json")).read_text())
+    details = rec["model"]["details"]
+    assert "DB15K-visual.json" in details["visual"]["source"] and details["visual"]["table"] == [8193, 32]
+    assert "DB15K-textual-v2.json" in details["text"]["source"] and details["text"]["table"] == [30522, 384]
+    assert rec["model"]["config"]["max_txt_tokens"] == 4          # the db15k preset
+    assert 0 < rec["metrics"]["test"]["both.realistic.mrr"] <= 1
+    assert rec["task"]["data_verified"] is False
