@@ -168,6 +168,14 @@ class ModelAdapter:
         if self.module is not None:
             self.module.train()
 
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training data (epochs count from 1); returns the mean training loss."""
+        raise NotImplementedError
+
+    def train_epochs(self, first: int, count: int) -> list[float]:
+        """Epochs ``first .. first + count - 1``; override when a library trains several at once cheaper."""
+        return [self.train_epoch(e) for e in range(first, first + count)]
+
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
@@ -209,13 +217,6 @@ class KGCModel(ModelAdapter):
         """Build the model for this graph; all randomness must derive from ``seed``."""
         raise NotImplementedError
 
-    def train_epoch(self, epoch: int) -> float:
-        """One pass over the training data (epochs count from 1); returns the mean training loss."""
-        raise NotImplementedError
-
-    def train_epochs(self, first: int, count: int) -> list[float]:
-        """Epochs ``first .. first + count - 1``; override when a library trains several at once cheaper."""
-        return [self.train_epoch(e) for e in range(first, first + count)]
 
     def score_tails(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         """heads, relations: (B,) long -> scores (B, num_entities) float for (h, r, ?)."""
@@ -223,4 +224,103 @@ class KGCModel(ModelAdapter):
 
     def score_heads(self, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
         """relations, tails: (B,) long -> scores (B, num_entities) float for (?, r, t)."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- multimodal-graph families
+@dataclass(frozen=True)
+class SampleNode:
+    """One node of an assembled neighbourhood.
+
+    text:  the node's text (for the target node of a generation sample: its input, never the answer)
+    image: path of the node's image file, or None
+    kind:  dataset-specific role ("section", "page", "image", "product", ...)
+    hop:   hop distance from the target node (0 for the target)
+    """
+
+    text: str | None
+    image: str | None
+    kind: str = "node"
+    hop: int = 0
+
+
+@dataclass(frozen=True)
+class GraphSample:
+    """A target node and its multimodal neighbourhood, assembled by the harness.
+
+    id:         stable sample id (the target node's id in its dataset)
+    nodes:      nodes[0] is the target; the rest are neighbours in a dataset-defined order
+    edge_index: (2, M) long over local node indices (both directions for undirected edges)
+    edge_type:  (M,) long indices into ``edge_type_names``
+    """
+
+    id: str
+    nodes: tuple[SampleNode, ...]
+    edge_index: torch.Tensor
+    edge_type: torch.Tensor
+    edge_type_names: tuple[str, ...] = ("text-text", "image-image", "text-image")
+
+
+@dataclass(frozen=True)
+class GenerationTrainingData:
+    """What a generation adapter receives: training samples with targets; validation and test samples
+    only as inputs (the harness holds every valid/test target and scores the generated text)."""
+
+    task: str
+    train: tuple[GraphSample, ...]
+    train_targets: tuple[str, ...]
+    valid: tuple[GraphSample, ...]
+    test: tuple[GraphSample, ...]
+    max_new_tokens: int = 32
+
+
+class GenerationModel(ModelAdapter):
+    """Protocol for multimodal-graph generation (e.g. WikiWeb2M section summarization).
+
+    ``generate`` must decode freely (greedy by default, beam search when ``num_beams > 1``); the
+    harness never accepts teacher-forced outputs as predictions.
+    """
+
+    family: ClassVar[str] = "generation"
+
+    def setup(self, data: GenerationTrainingData, seed: int) -> None:
+        raise NotImplementedError
+
+    def generate(self, samples: list[GraphSample], max_new_tokens: int, num_beams: int = 1) -> list[str]:
+        """One output string per sample, in order."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ClassificationTrainingData:
+    """What a node-classification adapter receives: the whole graph, labels of training nodes only.
+
+    graph:        the multimodal graph with every valid/test label removed (-1)
+    train_nodes:  (n,) long node ids with labels in ``graph.labels``
+    valid_nodes, test_nodes: (n,) long node ids to predict (labels held by the harness)
+    class_names:  all classes; ``train_classes`` those seen in training (zero-shot splits hold out
+                  the others), ``candidate_classes`` those a prediction may choose from
+    """
+
+    task: str
+    graph: Any
+    train_nodes: torch.Tensor
+    valid_nodes: torch.Tensor
+    test_nodes: torch.Tensor
+    class_names: tuple[str, ...]
+    train_classes: tuple[int, ...]
+    candidate_classes: tuple[int, ...]
+
+
+class ClassificationModel(ModelAdapter):
+    """Protocol for multimodal-graph node classification (supervised or zero-shot)."""
+
+    family: ClassVar[str] = "classification"
+
+    def setup(self, data: ClassificationTrainingData, seed: int) -> None:
+        raise NotImplementedError
+
+    def predict(self, nodes: torch.Tensor) -> torch.Tensor:
+        """nodes: (B,) long -> scores (B, num_classes), higher = more likely; the harness takes the
+        argmax over ``candidate_classes``."""
         raise NotImplementedError

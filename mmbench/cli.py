@@ -96,10 +96,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from mmbench.data.prepare import prepare
+    from mmbench.data import prepare_task_data
     from mmbench.tasks import get_card
 
-    manifest = prepare(get_card(args.task), Path(args.src), link=args.link)
+    manifest = prepare_task_data(get_card(args.task), Path(args.src), link=args.link)
     print(f"prepared {args.task}: {manifest['stats']}")
     for note in manifest["notes"]:
         print(f"note: {note}")

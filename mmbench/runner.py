@@ -128,7 +128,7 @@ def run_eval(req: EvalRequest) -> EvalOutcome:
                   "checkpoint": str(req.checkpoint) if req.checkpoint else None},
         "task": {**card.describe(), "data_hash": data_hash, "fingerprint": fingerprint,
                  "data_verified": dataset.verified, "stats": dataset.stats(),
-                 "modalities": dataset.modalities.describe(), "notes": dataset.notes},
+                 "modalities": dataset.describe(), "notes": dataset.notes},
         "seed": req.seed,
         "main_metric": headline_key(card, card.main_metric),
         "headline_metrics": [headline_key(card, m) for m in card.metrics],

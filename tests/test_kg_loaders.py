@@ -312,7 +312,7 @@ def small_synth(tmp_path, **params):
 def test_synth_mmkg_is_deterministic():
     card = get_card("synth-mmkg")
     a, b = load_task_data(card), load_task_data(card)
-    assert a.stats() == {"entities": 3000, "relations": 24, "train": 16000, "valid": 2000, "test": 2000}
+    assert a.stats() == {"entities": 3000, "relations": 24, "train": 8000, "valid": 1000, "test": 1000}
     assert a.data_hash() == b.data_hash()
     assert torch.equal(a.train, b.train)
     assert set(a.modalities.tokens) == {"text"} and set(a.modalities.features) == {"image"}

@@ -11,6 +11,7 @@ from conftest import DB15K_FIXTURE_STATS, FIXTURES, card_raw, copy_fixture, writ
 
 from mmbench.cli import main
 from mmbench.data import load_task_data
+from mmbench.data import prepare_task_data
 from mmbench.data.prepare import prepare
 from mmbench.errors import ConfigError, DataError
 from mmbench.tasks import get_card, load_card
@@ -116,8 +117,8 @@ def test_prepare_errors(tmp_path, fixture_db15k_card):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"found neither train\.txt .* nor train2id\.txt"):
         prepare(card, tmp_path / "empty")
-    with pytest.raises(ConfigError, match="task nations \\(pykeen data\\) needs no preparation"):
-        prepare(get_card("nations"), tmp_path)
+    with pytest.raises(ConfigError, match="task nations: its data \\(pykeen\\) needs no preparation"):
+        prepare_task_data(get_card("nations"), tmp_path)
 
 
 def test_prepare_cli(env, tmp_path, fixture_db15k_card, capsys):

@@ -22,12 +22,41 @@ def register_loader(name: str, status: StatusFn) -> Callable[[Loader], Loader]:
 
 
 def _entry(card: TaskCard) -> tuple[Loader, StatusFn]:
-    from mmbench.data import kg, synth_kg  # noqa: F401  (registers loaders)
+    from mmbench.data import kg, prepare, synth_kg  # noqa: F401  (registers loaders)
     name = card.dataset["loader"]
     if name not in _LOADERS:
         raise ConfigError(f"{card.path}: unknown dataset loader {name!r}.{closest(name, _LOADERS)} "
                           f"Known loaders: {', '.join(sorted(_LOADERS))}")
     return _LOADERS[name]
+
+
+Preparer = Callable[[TaskCard, Any, bool], dict]
+_PREPARERS: dict[str, Preparer] = {}
+
+
+def register_preparer(loader: str) -> Callable[[Preparer], Preparer]:
+    """``mmbench data prepare TASK --from DIR`` for tasks whose card uses ``loader``.
+
+    A preparer ``fn(card, src_dir, link) -> manifest dict`` gathers and verifies the release under
+    ``$MMBENCH_DATA`` (staging first, so a failed prepare leaves earlier data untouched).
+    """
+
+    def deco(fn: Preparer) -> Preparer:
+        _PREPARERS[loader] = fn
+        return fn
+    return deco
+
+
+def prepare_task_data(card: TaskCard, src: Any, link: bool = False) -> dict:
+    _entry(card)  # imports the loader modules, which register their preparers
+    loader = card.dataset["loader"]
+    if loader not in _PREPARERS:
+        raise ConfigError(f"task {card.name}: its data ({loader}) needs no preparation"
+                          if loader in _NO_PREPARE else f"no prepare step for loader {loader!r}")
+    return _PREPARERS[loader](card, src, link)
+
+
+_NO_PREPARE = ("pykeen", "synth-mmkg", "synth-gen", "synth-cls")
 
 
 def load_task_data(card: TaskCard, verify: bool = True) -> Any:

@@ -54,6 +54,9 @@ class KGDataset:
         parts.append(hash_modalities(self.modalities))
         return sha256_hex(*parts)
 
+    def describe(self) -> dict[str, Any]:
+        return self.modalities.describe()
+
     def stats(self) -> dict[str, Any]:
         return {"entities": self.num_entities, "relations": self.num_relations, "train": len(self.train),
                 "valid": len(self.valid), "test": len(self.test)}

@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmbench.data import register_preparer
 from mmbench.data.kg import SPLIT_FILES, dataset_dir, load_mygo_from
 from mmbench.data.triples import read_id_triples
-from mmbench.errors import ConfigError, DataError
+from mmbench.errors import DataError
 from mmbench.io import atomic_write_json, atomic_write_text, file_sha256
 from mmbench.results import utc_now
 from mmbench.tasks import TaskCard
 
 
-def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
-    """Copy (or symlink) the files the card names from ``src`` and verify them; returns the manifest."""
-    loader = card.dataset["loader"]
-    if loader != "mygo":
-        raise ConfigError(f"task {card.name} ({loader} data) needs no preparation" if loader in
-                          ("pykeen", "synth-mmkg") else f"no prepare step for loader {loader!r}")
-    src = Path(src).expanduser()
-    if not src.is_dir():
-        raise DataError(f"--from {src}: not a directory")
-    dest = dataset_dir(card)
+def staged(dest: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``build(stage_dir) -> manifest`` in a staging folder beside ``dest``; on success move its files
+    into ``dest`` and write ``MANIFEST.json``; on failure drop the staging folder and leave ``dest`` as it was."""
     stage = dest.parent / f".{dest.name}.staging-{os.getpid()}"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     try:
-        manifest = _stage_and_verify(card, src, stage, link)
+        manifest = build(stage)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)  # the staging copy only; the prepared data stays as it was
         raise
@@ -42,6 +37,15 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
     shutil.rmtree(stage, ignore_errors=True)
     atomic_write_json(dest / "MANIFEST.json", manifest)
     return manifest
+
+
+@register_preparer("mygo")
+def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
+    """Copy (or symlink) the files the card names from ``src`` and verify them; returns the manifest."""
+    src = Path(src).expanduser()
+    if not src.is_dir():
+        raise DataError(f"--from {src}: not a directory")
+    return staged(dataset_dir(card), lambda stage: _stage_and_verify(card, src, stage, link))
 
 
 def _stage_and_verify(card: TaskCard, src: Path, dest: Path, link: bool) -> dict[str, Any]:
