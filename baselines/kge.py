@@ -1,8 +1,7 @@
-"""Structure-only KGE baselines wrapping PyKEEN's models and training loops (TransE, RotatE, ComplEx).
+"""Structure-only KGE baselines wrapping PyKEEN's models and training loops (TransE, RotatE).
 
 PyKEEN trains; mmbench drives the epochs (validation selection) and ranks the scores itself.
-Head prediction uses PyKEEN's inverse triples for the 1-vs-all (LCWA) models. DistMult and TuckER
-live in ``baselines/one_to_all.py`` (PyKEEN's versions are too slow on CPU, see there).
+DistMult, ComplEx and TuckER live in ``baselines/one_to_all.py`` (see there why).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ class KGEConfig(TrainSchedule):
     num_negs: int = 32
     label_smoothing: float = 0.0
     inverse_triples: bool = False
+    regularizer: str = "default"    # 'default' keeps the PyKEEN model's own, 'none' switches it off
 
 
 class PyKEENModel(KGCModel):
@@ -61,6 +61,8 @@ class PyKEENModel(KGCModel):
         kwargs = self.model_kwargs()
         if c.loss:
             kwargs["loss"] = c.loss
+        if c.regularizer == "none":
+            kwargs["regularizer"] = None
         self.module = model_resolver.make(self.pykeen_model, triples_factory=self.factory, random_seed=seed,
                                           **kwargs)
         optimizer = torch.optim.Adam(self.module.parameters(), lr=c.lr)
@@ -93,20 +95,6 @@ class PyKEENModel(KGCModel):
 class TransE(PyKEENModel):
     description = "TransE (Bordes et al. 2013), PyKEEN, negative sampling, structure only"
     pykeen_model = "TransE"
-
-
-@dataclass
-class LCWAConfig(KGEConfig):
-    training_loop: str = "lcwa"
-    loss: str = "crossentropy"
-    inverse_triples: bool = True
-
-
-@register_model("complex")
-class ComplEx(PyKEENModel):
-    description = "ComplEx (Trouillon et al. 2016), PyKEEN, 1-vs-all cross-entropy, structure only"
-    pykeen_model = "ComplEx"
-    Config = LCWAConfig
 
 
 @dataclass

@@ -10,8 +10,7 @@ import pytest
 from conftest import DB15K_FIXTURE_STATS, FIXTURES, card_raw, copy_fixture, write_card
 
 from mmbench.cli import main
-from mmbench.data import load_task_data
-from mmbench.data import prepare_task_data
+from mmbench.data import load_task_data, prepare_task_data
 from mmbench.data.prepare import prepare
 from mmbench.errors import ConfigError, DataError
 from mmbench.tasks import get_card, load_card

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,11 @@ class MultimodalGraph:
                                    edge_index=self.edge_index.clone(), edge_type=self.edge_type.clone())
 
     def data_hash(self) -> str:
-        parts: list[bytes | str] = [str(self.num_nodes), json.dumps([self.texts, self.images, self.kinds]),
+        """Hash of the content; image paths count relative to ``meta['image_root']`` so the same data
+        hashes the same wherever it is installed."""
+        root = self.meta.get("image_root")
+        images = [p if p is None or not root else os.path.relpath(p, root) for p in self.images]
+        parts: list[bytes | str] = [str(self.num_nodes), json.dumps([self.texts, images, self.kinds]),
                                     self.edge_index.contiguous().numpy().tobytes(),
                                     self.edge_type.numpy().tobytes(), json.dumps(self.edge_type_names)]
         if self.labels is not None:
