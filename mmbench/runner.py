@@ -17,6 +17,7 @@ from mmbench.config import build_config, config_to_dict
 from mmbench.data import load_task_data
 from mmbench.errors import ConfigError
 from mmbench.io import file_sha256
+from mmbench.jobs import JobOptions
 from mmbench.progress import Progress
 from mmbench.provenance import provenance
 from mmbench.registry import get_model
@@ -59,6 +60,19 @@ def headline_key(card: TaskCard, metric: str) -> str:
     return metric
 
 
+def family_job(family: str):
+    """The family's ``run_job`` (imported lazily: each family pulls in its own dependencies)."""
+    if family == "kgc":
+        from mmbench.jobs.kgc import run_job
+    elif family == "generation":
+        from mmbench.jobs.generation import run_job
+    elif family == "classification":
+        from mmbench.jobs.classification import run_job
+    else:
+        raise ConfigError(f"task family {family!r} has no runner")
+    return run_job
+
+
 def run_eval(req: EvalRequest) -> EvalOutcome:
     progress = Progress(req.quiet)
     card = get_card(req.task)
@@ -97,23 +111,11 @@ def run_eval(req: EvalRequest) -> EvalOutcome:
     seed_everything(req.seed)
     model = model_cls(config)
     t0 = time.perf_counter()
-    if card.family == "kgc":
-        from mmbench.kgc import fit_and_score
-
-        state = torch.load(req.checkpoint, map_location="cpu", weights_only=False) if req.checkpoint else None
-        outcome = fit_and_score(model, dataset, card, req.seed, progress, checkpoint_state=state)
-        metrics = {"valid": outcome.valid.metrics if outcome.valid else {}, "test": outcome.test.metrics}
-        samples = outcome.test.sample_rows() if req.log_samples else None
-        training = {"history": outcome.history, "selection": outcome.selection,
-                    "train_seconds": round(outcome.train_seconds, 3),
-                    "eval_seconds": round(outcome.eval_seconds, 3)}
-        protocol = {"filtered": True, "filter_splits": ["train", "valid", "test"],
-                    "valid_filter_splits": ["train", "valid"],
-                    "rank_type": card.protocol.get("rank_type", "realistic"),
-                    "ties": "realistic = (optimistic + pessimistic) / 2; all three reported",
-                    "sides": ["head", "tail"]}
-    else:
-        raise ConfigError(f"task family {card.family!r} has no runner yet")
+    state = torch.load(req.checkpoint, map_location="cpu", weights_only=False) if req.checkpoint else None
+    options = JobOptions(log_samples=req.log_samples, checkpoint_state=state,
+                         bootstrap_resamples=int(card.protocol.get("bootstrap_resamples", 1000)),
+                         bootstrap_seed=int(card.protocol.get("bootstrap_seed", 0)))
+    outcome = family_job(card.family)(model, dataset, card, req.seed, progress, options)
     if req.save_checkpoint:
         req.save_checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), req.save_checkpoint)
@@ -132,12 +134,14 @@ def run_eval(req: EvalRequest) -> EvalOutcome:
         "seed": req.seed,
         "main_metric": headline_key(card, card.main_metric),
         "headline_metrics": [headline_key(card, m) for m in card.metrics],
-        "protocol": protocol,
-        "metrics": metrics,
-        "training": training,
+        "protocol": outcome.protocol,
+        "metrics": outcome.metrics,
+        "intervals": outcome.intervals,
+        "training": outcome.training,
+        **outcome.extra,
         "timing": {"load_seconds": round(load_seconds, 3), "wall_seconds": round(time.perf_counter() - t0, 3)},
         "provenance": provenance(),
         "samples_file": None,
     }
-    path = store.write(record, samples)
+    path = store.write(record, outcome.samples)
     return EvalOutcome(record, path, reused=False)

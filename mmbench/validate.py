@@ -73,7 +73,7 @@ def validate_adapter(model: str, task: str, overrides: dict[str, Any], seed: int
         return f"setup + one epoch, loss {loss:.4f}, {state['m1'].num_parameters():,} parameters"
 
     def scores() -> str:
-        from mmbench.kgc import score_fns
+        from mmbench.jobs.kgc import score_fns
 
         ds = state["ds"]
         queries = (ds.valid if len(ds.valid) else ds.train)[:8]
@@ -89,7 +89,7 @@ def validate_adapter(model: str, task: str, overrides: dict[str, Any], seed: int
         return f"score_tails and score_heads give ({len(queries)}, {ds.num_entities}) {tails.dtype}, no NaN"
 
     def determinism() -> str:
-        from mmbench.kgc import score_fns
+        from mmbench.jobs.kgc import score_fns
 
         ds = state["ds"]
         queries = (ds.valid if len(ds.valid) else ds.train)[:8]

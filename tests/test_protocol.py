@@ -9,7 +9,8 @@ import torch
 from mmbench.api import KGCModel, KGTrainingData, TrainSchedule
 from mmbench.data.kg import KGDataset
 from mmbench.data.synth_kg import DEFAULTS, generate
-from mmbench.kgc import fit_and_score
+from mmbench.jobs import JobOptions
+from mmbench.jobs.kgc import run_job
 from mmbench.progress import Progress
 from mmbench.tasks import parse_card
 
@@ -83,7 +84,7 @@ def test_adapter_cannot_reach_test_answers():
     test_only = _rows(ds.test) - _rows(ds.train) - _rows(ds.valid)
     assert len(test_only) > 100
     model = SpyAdapter()
-    fit_and_score(model, ds, CARD, seed=0, progress=Progress(quiet=True))
+    run_job(model, ds, CARD, 0, Progress(quiet=True), JobOptions(bootstrap_resamples=10))
 
     # 1. no object reachable from what setup() received is the harness's dataset or its test tensor
     assert not any(o is ds or o is ds.test or isinstance(o, KGDataset) for o in model.received)
@@ -106,7 +107,7 @@ def test_adapter_cannot_reach_test_answers():
 def test_test_split_scored_once_after_training_and_queries_are_deduplicated():
     ds = generate(SMALL, task="synth-small")
     model = PhaseSpy()
-    out = fit_and_score(model, ds, CARD, seed=0, progress=Progress(quiet=True))
+    out = run_job(model, ds, CARD, 0, Progress(quiet=True), JobOptions(bootstrap_resamples=10))
     # scoring phases: validation after epoch 1, validation after epoch 2, then test once
     assert model.phases == 3
     assert model.epoch_seen == [1, 2]
@@ -119,8 +120,8 @@ def test_test_split_scored_once_after_training_and_queries_are_deduplicated():
     # each distinct test query is asked exactly once, and nothing else is asked in the test phase
     assert sorted(tails) == sorted({(h, r) for h, r, _ in ds.test.tolist()})
     assert sorted(heads) == sorted({(t, r) for _, r, t in ds.test.tolist()})
-    assert out.selection["metric"] == "valid/both.realistic.mrr"
-    assert out.selection["checks"] == 2
+    assert out.training["selection"]["metric"] == "valid/both.realistic.mrr"
+    assert out.training["selection"]["checks"] == 2
 
 
 class PhaseSpy(SpyAdapter):
