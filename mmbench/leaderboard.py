@@ -34,9 +34,26 @@ class Row:
         return sorted(r["seed"] for r in self.records)
 
 
+LABELS = {"mrr": "MRR", "mr": "MR", "bleu4": "BLEU-4", "bleu1": "BLEU-1", "rouge_l": "ROUGE-L", "cider": "CIDEr",
+          "meteor": "METEOR", "sacrebleu": "sacreBLEU", "accuracy": "Acc", "macro_precision": "Macro-P",
+          "macro_recall": "Macro-R", "macro_f1": "Macro-F1"}
+
+
 def metric_label(key: str) -> str:
     name = key.rsplit(".", 1)[-1]
-    return {"mrr": "MRR", "mr": "MR"}.get(name, name.replace("hits@", "Hits@"))
+    return LABELS.get(name, name.replace("hits@", "Hits@"))
+
+
+def fmt_interval(row: Row, key: str) -> str:
+    """Mean over seeds of the per-seed 95% bootstrap bounds of ``key`` (test-set sampling uncertainty)."""
+    bounds = [r.get("intervals", {}).get(key) for r in row.records]
+    bounds = [b for b in bounds if b]
+    if not bounds:
+        return "–"
+    digits = 1 if is_lower_better(key) else 4
+    lo = statistics.fmean(b[0] for b in bounds)
+    hi = statistics.fmean(b[1] for b in bounds)
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def is_lower_better(key: str) -> bool:
@@ -92,12 +109,13 @@ def render_table(records: list[dict[str, Any]]) -> str:
     headline = first.get("headline_metrics") or [first["main_metric"]]
     main = first["main_metric"]
     header = ["Model", "Seeds"] + [f"Test {metric_label(k)}" for k in headline] + \
-        [f"Valid {metric_label(main)}", "#Params"]
+        [f"95% CI {metric_label(main)}", f"Valid {metric_label(main)}", "#Params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for row in sort_rows(group_rows(records), main):
         params = sorted({r["model"].get("num_parameters", 0) for r in row.records})
         cells = [row.label, str(len(row.records))] + [fmt_stat(row.values("test", k), k) for k in headline] + \
-            [fmt_stat(row.values("valid", main), main), " / ".join(f"{p:,}" for p in params)]
+            [fmt_interval(row, main), fmt_stat(row.values("valid", main), main),
+             " / ".join(f"{p:,}" for p in params)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -111,11 +129,22 @@ def render_task(task: str, records: list[dict[str, Any]]) -> str:
     card = first["task"].get("card", {})
     out = [f"# {task}", "", str(card.get("description", "")).strip(), ""]
     proto = first.get("protocol", {})
-    if first["task"].get("family") == "kgc":
+    family = first["task"].get("family")
+    picked = first["training"]["selection"].get("metric") or "last epoch"
+    selection = f"The checkpoint is chosen on validation ({picked}); test is scored once."
+    ci = ("Test columns: mean ± std over seeds; 95% CI: the per-seed bootstrap interval of the main metric over "
+          "test samples, averaged over seeds.")
+    if family == "kgc":
         out += [f"Filtered ranking over all entities (filter: train + valid + test), head and tail queries, "
-                f"{proto.get('rank_type', 'realistic')} ranks for ties. The checkpoint is chosen on "
-                f"validation ({first['training']['selection'].get('metric') or 'last epoch'}); test is "
-                f"scored once. Mean ± std over seeds.", ""]
+                f"{proto.get('rank_type', 'realistic')} ranks for ties. {selection} {ci}", ""]
+    elif family == "generation":
+        out += [f"Free decoding ({proto.get('decoding', 'greedy')}, at most {proto.get('max_new_tokens')} new tokens), "
+                f"metric protocol `{proto.get('metric_protocol', 'standard')}` (pycocoevalcap with the PTB tokenizer). "
+                f"{selection} {ci}", ""]
+    elif family == "classification":
+        zs = " Zero-shot: predictions among the unseen classes only." if proto.get("zero_shot") else ""
+        out += [f"Accuracy and macro-averaged precision/recall/F1 over the candidate classes.{zs} {selection} {ci}",
+                ""]
     if len(ordered) > 1:
         out += [f"**{len(ordered)} task fingerprints exist** (the card or the data changed); records with "
                 f"different fingerprints are not averaged together. Newest first.", ""]

@@ -14,9 +14,10 @@ MRR, MR = "both.realistic.mrr", "both.realistic.mr"
 
 def rec(key: str, model: str, config: dict, overrides: dict, seed: int, test_mrr: float, test_mr: float,
         valid_mrr: float, params: int, fp: str = FP_NEW, created: str = "2025-01-02T00:00:00Z",
-        verified: bool = True) -> dict:
+        verified: bool = True, ci: tuple[float, float] | None = None) -> dict:
     version, data_hash = (2, "d" * 64) if fp == FP_NEW else (1, "e" * 64)
     return {
+        "intervals": {MRR: list(ci)} if ci else {},
         "schema": 1, "run_key": key, "created_at": created,
         "model": {"name": model, "config": config, "overrides": overrides, "num_parameters": params},
         "task": {"name": "toy", "version": version, "family": "kgc", "card_hash": "c" * 64,
@@ -36,11 +37,13 @@ RECORDS = [
     rec("r2", "alpha", {"dim": 4}, {"dim": 4}, 1, 0.4, 6.0, 0.3, 600),
     # "zeta" with defaults, 3 seeds: test MRR 0.5, 0.6, 0.7 -> mean 0.6, std sqrt((0.01 + 0 + 0.01) / 2) = 0.1
     #   -> "0.6000 ± 0.1000"; MR 2, 3, 4 -> "3.0 ± 1.0"; valid 0.4, 0.5, 0.6 -> "0.5000 ± 0.1000"; 1,200 params
-    rec("r3", "zeta", {"dim": 8}, {}, 0, 0.5, 2.0, 0.4, 1200),
-    rec("r4", "zeta", {"dim": 8}, {}, 1, 0.6, 3.0, 0.5, 1200),
-    rec("r5", "zeta", {"dim": 8}, {}, 2, 0.7, 4.0, 0.6, 1200),
+    #   bootstrap intervals [0.45, 0.55], [0.55, 0.65], [0.65, 0.75] -> bounds averaged "[0.5500, 0.6500]"
+    rec("r3", "zeta", {"dim": 8}, {}, 0, 0.5, 2.0, 0.4, 1200, ci=(0.45, 0.55)),
+    rec("r4", "zeta", {"dim": 8}, {}, 1, 0.6, 3.0, 0.5, 1200, ci=(0.55, 0.65)),
+    rec("r5", "zeta", {"dim": 8}, {}, 2, 0.7, 4.0, 0.6, 1200, ci=(0.65, 0.75)),
     # an older fingerprint of the same task (the card or data changed): its own table, one seed, no ±
-    rec("r6", "zeta", {"dim": 8}, {}, 0, 0.9, 1.5, 0.8, 1200, fp=FP_OLD, created="2024-06-01T00:00:00Z"),
+    rec("r6", "zeta", {"dim": 8}, {}, 0, 0.9, 1.5, 0.8, 1200, fp=FP_OLD, created="2024-06-01T00:00:00Z",
+        ci=(0.85, 0.95)),
     # unverified data: left out by default (it would top the table)
     rec("r7", "gamma", {"dim": 2}, {}, 0, 0.99, 1.0, 0.99, 50, verified=False),
 ]
@@ -52,7 +55,8 @@ A toy task for the leaderboard test.
 
 Filtered ranking over all entities (filter: train + valid + test), head and tail queries, realistic ranks \
 for ties. The checkpoint is chosen on validation (valid/both.realistic.mrr); test is scored once. \
-Mean ± std over seeds.
+Test columns: mean ± std over seeds; 95% CI: the per-seed bootstrap interval of the main metric over \
+test samples, averaged over seeds.
 
 **2 task fingerprints exist** (the card or the data changed); records with different fingerprints are \
 not averaged together. Newest first.
@@ -62,29 +66,29 @@ not averaged together. Newest first.
 OLD_SECTION = """\
 Task version 1 · fingerprint `bbbbbbbbbbbb` · data `eeeeeeeeeeee` · 1 records
 
-| Model | Seeds | Test MRR | Test MR | Valid MRR | #Params |
-|---|---|---|---|---|---|
-| zeta | 1 | 0.9000 | 1.5 | 0.8000 | 1,200 |
+| Model | Seeds | Test MRR | Test MR | 95% CI MRR | Valid MRR | #Params |
+|---|---|---|---|---|---|---|
+| zeta | 1 | 0.9000 | 1.5 | [0.8500, 0.9500] | 0.8000 | 1,200 |
 """
 
 EXPECTED_TOY = PREAMBLE + """\
 Task version 2 · fingerprint `aaaaaaaaaaaa` · data `dddddddddddd` · 5 records
 
-| Model | Seeds | Test MRR | Test MR | Valid MRR | #Params |
-|---|---|---|---|---|---|
-| zeta | 3 | 0.6000 ± 0.1000 | 3.0 ± 1.0 | 0.5000 ± 0.1000 | 1,200 |
-| alpha [dim=4] | 2 | 0.3000 ± 0.1414 | 5.5 ± 0.7 | 0.2000 ± 0.1414 | 600 |
+| Model | Seeds | Test MRR | Test MR | 95% CI MRR | Valid MRR | #Params |
+|---|---|---|---|---|---|---|
+| zeta | 3 | 0.6000 ± 0.1000 | 3.0 ± 1.0 | [0.5500, 0.6500] | 0.5000 ± 0.1000 | 1,200 |
+| alpha [dim=4] | 2 | 0.3000 ± 0.1414 | 5.5 ± 0.7 | – | 0.2000 ± 0.1414 | 600 |
 
 """ + OLD_SECTION
 
 EXPECTED_TOY_WITH_UNVERIFIED = PREAMBLE + """\
 Task version 2 · fingerprint `aaaaaaaaaaaa` · data `dddddddddddd` · 6 records
 
-| Model | Seeds | Test MRR | Test MR | Valid MRR | #Params |
-|---|---|---|---|---|---|
-| gamma | 1 | 0.9900 | 1.0 | 0.9900 | 50 |
-| zeta | 3 | 0.6000 ± 0.1000 | 3.0 ± 1.0 | 0.5000 ± 0.1000 | 1,200 |
-| alpha [dim=4] | 2 | 0.3000 ± 0.1414 | 5.5 ± 0.7 | 0.2000 ± 0.1414 | 600 |
+| Model | Seeds | Test MRR | Test MR | 95% CI MRR | Valid MRR | #Params |
+|---|---|---|---|---|---|---|
+| gamma | 1 | 0.9900 | 1.0 | – | 0.9900 | 50 |
+| zeta | 3 | 0.6000 ± 0.1000 | 3.0 ± 1.0 | [0.5500, 0.6500] | 0.5000 ± 0.1000 | 1,200 |
+| alpha [dim=4] | 2 | 0.3000 ± 0.1414 | 5.5 ± 0.7 | – | 0.2000 ± 0.1414 | 600 |
 
 """ + OLD_SECTION
 

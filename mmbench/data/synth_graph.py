@@ -71,7 +71,7 @@ GREY_LEVELS = (70.0, 160.0)       # uniform grey of a shape without a cue
 BACKGROUND_LEVELS = (215.0, 245.0)
 SHAPES = ("circle", "square", "triangle")
 
-# Word lists of the small grammars (disjoint from THEMES and QUALITIES; checked at import).
+# Word lists of the small grammars (disjoint from THEMES and QUALITIES; a test checks).
 NEUTRAL_ADJ = ("small", "quiet", "young", "common", "large", "little", "lone", "busy", "plain", "shy",
                "slow", "tall")
 ANIMALS = ("heron", "lizard", "beetle", "crab", "falcon", "otter", "spider", "snail", "moth", "toad",
@@ -85,12 +85,9 @@ ITEM_VERBS = ("lies", "stands", "rests", "appears", "waits", "remains")
 SCENE_VERBS = ("spreads", "opens", "unfolds", "stretches")
 DETS = ("a", "one", "the", "this")
 
-_ALL = [THEMES, QUALITIES, NEUTRAL_ADJ, ANIMALS, VERBS, PREPS, PLACES, ITEM_VERBS, SCENE_VERBS, TYPE_NOUNS]
-assert not set(THEMES) & set(QUALITIES) and all(
-    not (set(a) & set(b)) for i, a in enumerate(_ALL[:3]) for b in _ALL[i + 1:]), "word lists overlap"
 
 CLS_DEFAULTS: dict[str, Any] = {
-    "seed": 0, "num_nodes": 1200, "num_classes": 6, "avg_degree": 6.0, "homophily": 0.85,
+    "seed": 0, "num_nodes": 1200, "num_classes": 6, "avg_degree": 6.0, "homophily": 0.7,
     "p_text_cue": 0.4, "p_text_decoy": 0.3, "p_image_cue": 0.4,
     "valid_fraction": 0.2, "test_fraction": 0.2,
     "image_size": 64, "image_noise": 10.0, "colour_jitter": 10.0,
@@ -181,6 +178,7 @@ def load_synth_cls(card: TaskCard, verify: bool = True) -> GraphTaskData:
     p = check_params("synth-cls", card.dataset.get("params"), str(card.path))
     data = generate_cls(p, task=card.name, where=str(card.path))
     data.graph = apply_class_split(card, data.graph, data.notes)
+    data.hops, data.max_nodes = int(card.protocol.get("hops", 2)), int(card.protocol.get("max_nodes", 16))
     actual = {**data.stats(), "classes": len(data.graph.class_names)}
     data.verified = verify_expected(card, actual, verify, Path(data.graph.meta["image_root"]), data.notes)
     return data
@@ -359,16 +357,19 @@ def generate_gen(params: dict[str, Any], task: str = "synth-gen", where: str = "
 
 # --------------------------------------------------------------------------- images
 def render_image(node: int, colour: np.ndarray, p: dict[str, Any]) -> np.ndarray:
-    """(S, S, 3) uint8 image of ``node``: a random shape in ``colour`` (RGB; NaN = a random grey) on a
-    light grey background, with colour jitter and pixel noise; deterministic in (seed, node)."""
+    """(S, S, 3) uint8 image of ``node``: a random shape in ``colour`` (RGB; NaN = a random neutral grey)
+    on a light grey background, with colour jitter and pixel noise; deterministic in (seed, node)."""
     rng = np.random.default_rng([p["seed"], 0x1A6E, node])
     s = p["image_size"]
     shape = int(rng.integers(len(SHAPES)))
     r = rng.uniform(0.18, 0.32) * s
     cx, cy = rng.uniform(r, s - r, 2)
     grey = rng.uniform(*GREY_LEVELS)
-    base = np.full(3, grey) if np.isnan(colour).any() else np.asarray(colour, dtype=np.float64)
-    fg = base + rng.normal(0.0, p["colour_jitter"], 3)
+    jitter = rng.normal(0.0, p["colour_jitter"], 3)
+    if np.isnan(colour).any():  # a neutral grey stays neutral: one jitter for all channels
+        fg = np.full(3, grey + jitter[0])
+    else:
+        fg = np.asarray(colour, dtype=np.float64) + jitter
     bg = rng.uniform(*BACKGROUND_LEVELS)
     yy, xx = np.mgrid[0:s, 0:s] + 0.5
     if SHAPES[shape] == "circle":
