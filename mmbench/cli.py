@@ -66,6 +66,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mmbench.config import parse_overrides
+    from mmbench.sweep import load_sweep_file, run_sweep, spec_from_args
+
+    if args.file:
+        if args.models or args.tasks:
+            raise ConfigError("give either a sweep file or --models/--tasks, not both")
+        spec = load_sweep_file(Path(args.file))
+    else:
+        if not (args.models and args.tasks):
+            raise ConfigError("mmbench sweep needs --models and --tasks (comma-separated), or a sweep file")
+        overrides: dict[str, dict] = {}
+        for item in args.set or []:
+            target, eq, value = item.partition("=")
+            model, sep, key = target.rpartition(":")  # the model may itself hold ':' (file.py:Class)
+            if not (eq and sep and model and key):
+                raise ConfigError(f"--set {item!r}: in a sweep, write MODEL:key=value (e.g. mygo:epochs=50)")
+            overrides.setdefault(model, {}).update(parse_overrides([f"{key}={value}"]))
+        spec = spec_from_args(args.models.split(","), args.tasks.split(","), parse_seeds(args.seeds), overrides)
+    if args.no_log_samples:
+        spec.log_samples = False
+    report = run_sweep(spec, results_dir=Path(args.results_dir) if args.results_dir else None,
+                       address=args.address, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
+                       max_parallel=args.max_parallel, retries=args.retries, use_ray=not args.no_ray,
+                       verify_data=not args.unverified_data, quiet=args.quiet)
+    return 1 if report.failed else 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from mmbench import paths
     from mmbench.leaderboard import write_leaderboard
@@ -129,6 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run on data whose counts differ from the published statistics (marked in the record)")
     ep.add_argument("--results-dir", help="where records go (default $MMBENCH_RESULTS or ./results)")
     ep.set_defaults(fn=cmd_eval)
+
+    sp = sub.add_parser("sweep", help="run many (model, task, seed) jobs on Ray, then regenerate the leaderboard",
+                        description="Run every (model, task, seed) job, skipping those with a record. "
+                                    "A sweep file (YAML) can name the jobs instead of --models/--tasks.")
+    sp.add_argument("file", nargs="?", help="sweep file (YAML), e.g. leaderboard/sweep.yaml")
+    sp.add_argument("--models", help="comma-separated model names")
+    sp.add_argument("--tasks", help="comma-separated task names")
+    sp.add_argument("--seeds", default="0", help="seeds: 0-4, 0,1,2 or 3 (default 0)")
+    sp.add_argument("--set", action="append", metavar="MODEL:KEY=VALUE", help="per-model config override")
+    sp.add_argument("--address", help="Ray cluster: ray://host:10001, auto, or leave out for a local Ray")
+    sp.add_argument("--gpus-per-job", type=float, default=None,
+                    help="GPUs per job (default: 1 when the cluster has GPUs, else 0)")
+    sp.add_argument("--cpus-per-job", type=float, default=1)
+    sp.add_argument("--max-parallel", type=int, help="jobs at once (default: as resources allow; 1 = no Ray)")
+    sp.add_argument("--retries", type=int, default=1, help="retries per failed job (default 1)")
+    sp.add_argument("--no-ray", action="store_true", help="run the jobs one after another in this process")
+    sp.add_argument("--no-log-samples", action="store_true", help="do not keep per-sample logs")
+    sp.add_argument("--unverified-data", action="store_true")
+    sp.add_argument("--results-dir")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(fn=cmd_sweep)
 
     bp = sub.add_parser("leaderboard", help="regenerate the markdown tables from all records")
     bp.add_argument("--results-dir", help="default $MMBENCH_RESULTS or ./results")

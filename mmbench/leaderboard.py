@@ -1,4 +1,5 @@
-"""Aggregate result records into markdown tables: one table per task, one row per model config.
+"""Aggregate result records into markdown: a page per task (one row per model config), a summary page per
+family (models x tasks), bar charts, published numbers labelled as reported, and paired significance.
 
 Rows average over seeds (mean ± unbiased std, with the number of seeds). Records of one task with
 different fingerprints (card or data changed) are never averaged together: each fingerprint gets its
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmbench.errors import ConfigError
 from mmbench.io import atomic_write_text, canonical_json, sha256_hex
 from mmbench.results import ResultStore
 
@@ -104,23 +106,82 @@ def sort_rows(rows: list[Row], main: str) -> list[Row]:
     return sorted(rows, key=key)
 
 
+def is_baseline(row: Row) -> bool:
+    return str(row.records[0]["model"].get("class", "")).startswith("baselines.")
+
+
+def significance_markers(rows: list[Row], main: str) -> tuple[Row | None, dict[str, str]]:
+    """The best baseline row (by mean test main metric) and, per other row label, ▲ / ▼ / '' from a paired
+    bootstrap over the test samples of their saved logs (p < 0.05)."""
+    from mmbench.significance import paired_test, sample_values, seed_mean
+
+    baselines = [r for r in sort_rows(rows, main) if is_baseline(r) and r.values("test", main)]
+    if not baselines:
+        return None, {}
+    ref = baselines[0]
+
+    def values(row: Row) -> dict | None:
+        per = [sample_values(r, Path(r["_path"])) for r in row.records if r.get("_path")]
+        per = [v for v in per if v]
+        return seed_mean(per) if per else None
+
+    ref_values = values(ref)
+    markers: dict[str, str] = {}
+    if ref_values is None:
+        return ref, markers
+    for row in rows:
+        if row is ref:
+            continue
+        v = values(row)
+        res = paired_test(v, ref_values) if v else None
+        if res is not None:
+            mark = res.marker()
+            markers[row.label] = {"▲": "▼", "▼": "▲"}.get(mark, "") if is_lower_better(main) else mark
+    return ref, markers
+
+
 def render_table(records: list[dict[str, Any]]) -> str:
     first = records[0]
     headline = first.get("headline_metrics") or [first["main_metric"]]
     main = first["main_metric"]
+    rows = sort_rows(group_rows(records), main)
+    ref, markers = significance_markers(rows, main)
     header = ["Model", "Seeds"] + [f"Test {metric_label(k)}" for k in headline] + \
         [f"95% CI {metric_label(main)}", f"Valid {metric_label(main)}", "#Params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for row in sort_rows(group_rows(records), main):
+    for row in rows:
         params = sorted({r["model"].get("num_parameters", 0) for r in row.records})
-        cells = [row.label, str(len(row.records))] + [fmt_stat(row.values("test", k), k) for k in headline] + \
-            [fmt_interval(row, main), fmt_stat(row.values("valid", main), main),
-             " / ".join(f"{p:,}" for p in params)]
+        label = row.label + (" (ref)" if row is ref and markers else "")
+        cells = [label, str(len(row.records))]
+        for k in headline:
+            cell = fmt_stat(row.values("test", k), k)
+            if k == main and markers.get(row.label):
+                cell += f" {markers[row.label]}"
+            cells.append(cell)
+        cells += [fmt_interval(row, main), fmt_stat(row.values("valid", main), main),
+                  " / ".join(f"{p:,}" for p in params)]
         lines.append("| " + " | ".join(cells) + " |")
+    if markers:
+        lines += ["", f"▲ / ▼: significantly better / worse than the best baseline, {ref.label} (ref), in a "
+                      f"paired bootstrap over test samples (1,000 resamples, p < 0.05; per-sample values "
+                      f"averaged over seeds)."]
     return "\n".join(lines)
 
 
-def render_task(task: str, records: list[dict[str, Any]]) -> str:
+def render_reported(task: str, reported: list[dict[str, Any]]) -> list[str]:
+    """Published numbers for this task, labelled as reported (not measured in mmbench)."""
+    rows = [r for r in reported if r.get("task") == task]
+    if not rows:
+        return []
+    out = ["## Reported in papers (not measured in mmbench)", "",
+           "| Model | Metric | Value | Protocol | Source |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['model']} | {metric_label(str(r['metric']))} | {r['value']} | {r['protocol']} | "
+                   f"{r['source']} |")
+    return out + [""]
+
+
+def render_task(task: str, records: list[dict[str, Any]], reported: list[dict[str, Any]] | None = None) -> str:
     by_fp: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         by_fp[rec["task"]["fingerprint"]].append(rec)
@@ -152,47 +213,134 @@ def render_task(task: str, records: list[dict[str, Any]]) -> str:
         t = recs[0]["task"]
         out += [f"Task version {t['version']} · fingerprint `{fp[:12]}` · data `{t['data_hash'][:12]}` · "
                 f"{len(recs)} records", "", render_table(recs), ""]
+    out += render_reported(task, reported or [])
     return "\n".join(out).rstrip() + "\n"
 
 
 def collect(store: ResultStore, include_unverified: bool = False) -> tuple[dict[str, list[dict]], int]:
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     skipped = 0
-    for _, rec in store.iter_records():
+    for path, rec in store.iter_records():
         if not rec["task"].get("data_verified", True) and not include_unverified:
             skipped += 1
             continue
+        rec["_path"] = str(path)  # in memory only: where the per-sample log lives
         by_task[rec["task"]["name"]].append(rec)
     return dict(by_task), skipped
 
 
-def render_index(by_task: dict[str, list[dict[str, Any]]]) -> str:
-    lines = ["# mmbench leaderboard", "", "Generated by `mmbench leaderboard` from the result records. "
-             "One page per task; the best model by the task's main test metric is named here.", "",
-             "| Task | Family | Best model | Test main metric | Models | Records |", "|---|---|---|---|---|---|"]
-    for task in sorted(by_task):
-        recs = by_task[task]
-        newest_fp = max(recs, key=lambda r: r["created_at"])["task"]["fingerprint"]
-        recs = [r for r in recs if r["task"]["fingerprint"] == newest_fp]
-        main = recs[0]["main_metric"]
-        rows = sort_rows(group_rows(recs), main)
-        best = rows[0]
-        lines.append(f"| [{task}]({task}.md) | {recs[0]['task'].get('family', '')} | {best.label} | "
-                     f"{metric_label(main)} {fmt_stat(best.values('test', main), main)} | {len(rows)} | "
-                     f"{len(recs)} |")
-    return "\n".join(lines) + "\n"
+FAMILIES = (("kgc", "Knowledge-graph completion"), ("generation", "Generation"),
+            ("classification", "Classification"))
 
 
-def write_leaderboard(store: ResultStore, out_dir: Path, include_unverified: bool = False) -> list[Path]:
+def newest(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of the task's newest fingerprint (older fingerprints are on the task page)."""
+    fp = max(recs, key=lambda r: r["created_at"])["task"]["fingerprint"]
+    return [r for r in recs if r["task"]["fingerprint"] == fp]
+
+
+def render_index(by_task: dict[str, list[dict[str, Any]]], charts: dict[str, str] | None = None) -> str:
+    """Summary: one table per family, rows = models, columns = tasks (main test metric)."""
+    n_records = sum(len(v) for v in by_task.values())
+    lines = ["# mmbench leaderboard", "",
+             f"Generated by `mmbench leaderboard` from {n_records} result records. Each cell: the task's main "
+             "test metric, mean ± std over seeds (number of seeds); **bold**: best in its column; ▲ / ▼: "
+             "significantly better / worse than the task's best baseline (paired bootstrap over test samples, "
+             "p < 0.05). Task pages (linked) have every metric, validation scores, bootstrap intervals, "
+             "parameter counts and numbers reported by papers, labelled as reported.", ""]
+    for family, title in FAMILIES:
+        tasks = sorted(t for t, recs in by_task.items() if recs[0]["task"].get("family") == family)
+        if not tasks:
+            continue
+        cols: dict[str, dict[str, str]] = {}
+        labels: set[str] = set()
+        for task in tasks:
+            recs = newest(by_task[task])
+            main = recs[0]["main_metric"]
+            rows = sort_rows(group_rows(recs), main)
+            _, markers = significance_markers(rows, main)
+            best = rows[0].label if rows and rows[0].values("test", main) else None
+            cols[task] = {}
+            for row in rows:
+                vals = row.values("test", main)
+                cell = f"{fmt_stat(vals, main)} ({len(vals)})" if vals else "–"
+                cols[task][row.label] = (f"**{cell}**" if row.label == best else cell) + \
+                    (f" {markers[row.label]}" if markers.get(row.label) else "")
+                labels.add(row.label)
+        header = ["Model"] + [f"[{t}]({t}.md) {metric_label(newest(by_task[t])[0]['main_metric'])}" for t in tasks]
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+        for label in sorted(labels):
+            lines.append("| " + " | ".join([label] + [cols[t].get(label, "–") for t in tasks]) + " |")
+        lines.append("")
+        if charts:
+            shown = [f"[{t}]({charts[t]})" for t in tasks if t in charts]
+            if shown:
+                lines += ["Charts (main test metric, mean with std error bars): " + ", ".join(shown), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_chart(task: str, records: list[dict[str, Any]], path: Path) -> bool:
+    """A bar chart of the main test metric per model (mean over seeds, std error bars) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = newest(records)
+    main = recs[0]["main_metric"]
+    rows = [r for r in sort_rows(group_rows(recs), main) if r.values("test", main)]
+    if not rows:
+        return False
+    means = [statistics.fmean(r.values("test", main)) for r in rows]
+    stds = [statistics.stdev(r.values("test", main)) if len(r.values("test", main)) > 1 else 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.6), dpi=100)
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="#4C72B0")
+    ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"test {metric_label(main)}")
+    ax.set_title(f"{task} (measured in mmbench, mean ± std over seeds)", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, metadata={"Software": None}, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def load_reported(path: Path) -> list[dict[str, Any]]:
+    """Published numbers (leaderboard/reported.yaml): each needs task, model, metric, value, protocol, source."""
+    import yaml
+
+    if not path.exists():
+        return []
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    out = []
+    for i, r in enumerate(raw):
+        missing = [k for k in ("task", "model", "metric", "value", "protocol", "source") if not r.get(k)]
+        if missing:
+            raise ConfigError(f"{path}: entry {i + 1} lacks {', '.join(missing)}; only numbers with a source "
+                              f"citation and their protocol are shown")
+        out.append(r)
+    return out
+
+
+def write_leaderboard(store: ResultStore, out_dir: Path, include_unverified: bool = False,
+                      charts: bool = True) -> list[Path]:
+    """Task pages, charts and the summary page under ``out_dir`` (reported numbers from its reported.yaml)."""
+    out_dir = Path(out_dir)
     by_task, skipped = collect(store, include_unverified)
+    reported = load_reported(out_dir / "reported.yaml")
     written = []
+    chart_links: dict[str, str] = {}
     for task, recs in sorted(by_task.items()):
-        path = Path(out_dir) / f"{task}.md"
-        atomic_write_text(path, render_task(task, recs))
+        path = out_dir / f"{task}.md"
+        atomic_write_text(path, render_task(task, recs, reported))
         written.append(path)
+        if charts and write_chart(task, recs, out_dir / "charts" / f"{task}.png"):
+            chart_links[task] = f"charts/{task}.png"
+            written.append(out_dir / "charts" / f"{task}.png")
     if by_task:
-        path = Path(out_dir) / "README.md"
-        atomic_write_text(path, render_index(by_task))
+        path = out_dir / "README.md"
+        atomic_write_text(path, render_index(by_task, chart_links))
         written.append(path)
     if skipped:
         print(f"note: {skipped} record(s) on unverified data left out (use --include-unverified)")

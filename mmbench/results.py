@@ -83,8 +83,9 @@ class ResultStore:
         if not self.root.exists():
             return
         for path in sorted(self.root.rglob("*.json")):
-            if "superseded" in path.relative_to(self.root).parts or path.name.startswith("."):
-                continue
+            rel = path.relative_to(self.root).parts
+            if "superseded" in rel or rel[0].startswith("_") or path.name.startswith("."):
+                continue  # superseded records, sweep logs and failure reports, temp files
             try:
                 rec = json.loads(path.read_text(encoding="utf-8"))
                 if not isinstance(rec, dict) or "run_key" not in rec or "metrics" not in rec:

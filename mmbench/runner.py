@@ -73,8 +73,36 @@ def family_job(family: str):
     return run_job
 
 
-def run_eval(req: EvalRequest) -> EvalOutcome:
-    progress = Progress(req.quiet)
+@dataclass
+class JobPlan:
+    """Everything resolved before a job runs: the run key decides whether it runs at all."""
+
+    req: EvalRequest
+    card: TaskCard
+    model_cls: type
+    config: Any
+    config_dict: dict[str, Any]
+    dataset: Any
+    data_hash: str
+    fingerprint: str
+    key: str
+    load_seconds: float
+    store: ResultStore
+
+    @property
+    def record_path(self) -> Path:
+        return self.store.record_path(self.card.name, self.model_cls.name, self.key)
+
+    def existing(self) -> dict[str, Any] | None:
+        """The finished record, if it exists and holds what the request asks for."""
+        rec = self.store.find(self.card.name, self.model_cls.name, self.key)
+        if rec is None or (self.req.log_samples and not rec.get("samples_file")) or self.req.save_checkpoint:
+            return None
+        return rec
+
+
+def plan(req: EvalRequest, dataset: Any = None) -> JobPlan:
+    """Resolve task, model and config, load the data (unless ``dataset`` is given), compute the run key."""
     card = get_card(req.task)
     model_cls = get_model(req.model)
     if model_cls.family != card.family:
@@ -83,7 +111,8 @@ def run_eval(req: EvalRequest) -> EvalOutcome:
     config = build_config(model_cls.Config, card.name, model_cls.presets, req.overrides, f"model {req.model}")
     config_dict = config_to_dict(config)
     t_load = time.perf_counter()
-    dataset = load_task_data(card, verify=req.verify_data)
+    if dataset is None:
+        dataset = load_task_data(card, verify=req.verify_data)
     data_hash = dataset.data_hash()
     fingerprint = card.fingerprint(data_hash)
     load_seconds = time.perf_counter() - t_load
@@ -94,20 +123,31 @@ def run_eval(req: EvalRequest) -> EvalOutcome:
         key_config["__source_sha256"] = model_cls.source_sha256
     key = run_key(model_cls.name, key_config, fingerprint, req.seed)
     store = ResultStore(req.results_dir or paths.results_root())
-    if not req.force:
-        existing = store.find(card.name, model_cls.name, key)
-        path = store.record_path(card.name, model_cls.name, key)
-        missing = [what for what, wanted, have in (
-            ("per-query samples", req.log_samples, existing and existing.get("samples_file")),
-            ("a checkpoint", req.save_checkpoint, False)) if wanted and not have]
-        if existing is not None and not missing:
-            progress.log(f"result exists: {path} (same model config, task fingerprint and seed); "
-                         f"pass --force to recompute")
-            return EvalOutcome(existing, path, reused=True)
-        if existing is not None:
-            progress.log(f"result exists at {path} but without {' and '.join(missing)}: recomputing "
-                         f"(the old record moves to superseded/)")
+    return JobPlan(req, card, model_cls, config, config_dict, dataset, data_hash, fingerprint, key, load_seconds,
+                   store)
 
+
+def run_eval(req: EvalRequest, dataset: Any = None) -> EvalOutcome:
+    """Plan the job, reuse its record if it exists (unless ``--force``), else run it and write the record."""
+    p = plan(req, dataset)
+    progress = Progress(req.quiet)
+    if not req.force:
+        existing = p.existing()
+        if existing is not None:
+            progress.log(f"result exists: {p.record_path} (same model config, task fingerprint and seed); "
+                         f"pass --force to recompute")
+            return EvalOutcome(existing, p.record_path, reused=True)
+        if p.record_path.exists():
+            progress.log(f"result exists at {p.record_path} but without the per-query samples or checkpoint asked "
+                         f"for: recomputing (the old record moves to superseded/)")
+    return execute(p, progress)
+
+
+def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
+    """Run a planned job and write its record."""
+    req, card, model_cls, config, config_dict = p.req, p.card, p.model_cls, p.config, p.config_dict
+    dataset, data_hash, fingerprint, key, load_seconds, store = (p.dataset, p.data_hash, p.fingerprint, p.key,
+                                                                 p.load_seconds, p.store)
     seed_everything(req.seed)
     model = model_cls(config)
     t0 = time.perf_counter()
