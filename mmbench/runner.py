@@ -38,6 +38,7 @@ class EvalRequest:
     quiet: bool = False
     verify_data: bool = True
     results_dir: Path | None = None
+    shards: int = 1
 
 
 @dataclass
@@ -154,7 +155,7 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
     state = torch.load(req.checkpoint, map_location="cpu", weights_only=False) if req.checkpoint else None
     options = JobOptions(log_samples=req.log_samples, checkpoint_state=state,
                          bootstrap_resamples=int(card.protocol.get("bootstrap_resamples", 1000)),
-                         bootstrap_seed=int(card.protocol.get("bootstrap_seed", 0)))
+                         bootstrap_seed=int(card.protocol.get("bootstrap_seed", 0)), shards=req.shards)
     outcome = family_job(card.family)(model, dataset, card, req.seed, progress, options)
     if req.save_checkpoint:
         req.save_checkpoint.parent.mkdir(parents=True, exist_ok=True)

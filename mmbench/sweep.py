@@ -123,7 +123,7 @@ def _log_path(results_dir: Path, job: SweepJob) -> Path:
 
 
 def run_one(job: SweepJob, dataset: Any, results_dir: str, log_samples: bool, verify_data: bool,
-            threads: int | None = None) -> dict[str, Any]:
+            threads: int | None = None, shards: int = 1) -> dict[str, Any]:
     """Run one job, its output appended to its log file; returns a small summary (the record is on disk)."""
     import torch
 
@@ -138,7 +138,7 @@ def run_one(job: SweepJob, dataset: Any, results_dir: str, log_samples: bool, ve
         print(f"== {utc_now()} {job.name} (pid {os.getpid()})", flush=True)
         req = EvalRequest(model=job.model, task=job.task, seed=job.seed, overrides=dict(job.overrides),
                           log_samples=log_samples, quiet=True, verify_data=verify_data,
-                          results_dir=Path(results_dir))
+                          results_dir=Path(results_dir), shards=shards)
         outcome = run_eval(req, dataset=dataset)
         print(f"== finished: {outcome.path}", flush=True)
     rec = outcome.record
@@ -222,7 +222,7 @@ def plan_jobs(spec: SweepSpec, results_dir: Path, verify_data: bool, quiet: bool
 def run_sweep(spec: SweepSpec, results_dir: Path | None = None, address: str | None = None,
               gpus_per_job: float | None = None, cpus_per_job: float = 1, max_parallel: int | None = None,
               retries: int = 1, use_ray: bool = True, verify_data: bool = True, quiet: bool = False,
-              leaderboard: bool = True) -> SweepReport:
+              leaderboard: bool = True, shards: int = 1) -> SweepReport:
     results_dir = Path(results_dir or paths.results_root())
     t0 = time.perf_counter()
     todo, skipped, data = plan_jobs(spec, results_dir, verify_data, quiet)
@@ -230,8 +230,8 @@ def run_sweep(spec: SweepSpec, results_dir: Path | None = None, address: str | N
     if todo:
         in_process = not use_ray or max_parallel == 1
         runner = _run_in_process if in_process else _run_on_ray
-        runner(todo, data, spec, results_dir, report, retries, verify_data, quiet,
-               address=address, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, max_parallel=max_parallel)
+        runner(todo, data, spec, results_dir, report, retries, verify_data, quiet, address=address,
+               gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, max_parallel=max_parallel, shards=shards)
     report.seconds = time.perf_counter() - t0
     if leaderboard:
         from mmbench.leaderboard import write_leaderboard
@@ -254,13 +254,14 @@ def _summary(job: SweepJob, out: dict[str, Any]) -> str:
 
 
 def _run_in_process(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, results_dir: Path,
-                    report: SweepReport, retries: int, verify_data: bool, quiet: bool, **_: Any) -> None:
+                    report: SweepReport, retries: int, verify_data: bool, quiet: bool, shards: int = 1,
+                    **_: Any) -> None:
     prog = Progress(len(todo), 1, quiet)
     for job in todo:
         for attempt in range(1, retries + 2):
             prog.running = 1
             try:
-                out = run_one(job, data[job.task], str(results_dir), spec.log_samples, verify_data)
+                out = run_one(job, data[job.task], str(results_dir), spec.log_samples, verify_data, None, shards)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # noqa: BLE001  (a failing job must not stop the sweep)
@@ -303,7 +304,7 @@ def _ray_init(address: str | None, max_parallel: int | None) -> tuple[Any, dict[
 
 def _run_on_ray(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, results_dir: Path,
                 report: SweepReport, retries: int, verify_data: bool, quiet: bool, *, address: str | None,
-                gpus_per_job: float | None, cpus_per_job: float, max_parallel: int | None) -> None:
+                gpus_per_job: float | None, cpus_per_job: float, max_parallel: int | None, shards: int = 1) -> None:
     ray, info = _ray_init(address, max_parallel)
     report.ray = info
     try:
@@ -316,7 +317,12 @@ def _run_on_ray(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, res
                                f"would wait forever. Use --gpus-per-job 0 on CPU-only clusters.")
         parallel = max_parallel or max(1, int(cpus // cpus_per_job))
         if gpus_per_job > 0:
-            parallel = min(parallel, max(1, int(gpus // gpus_per_job)))
+            # a sharded job also needs one GPU per shard for its test decoding: leave room for them
+            per_job = gpus_per_job + (shards if shards > 1 else 0)
+            if gpus < per_job:
+                raise MMBenchError(f"each job needs {per_job:g} GPUs ({gpus_per_job:g} + {shards} shards) but the "
+                                   f"cluster has {gpus:g}; lower --shards")
+            parallel = min(parallel, max(1, int(gpus // per_job)))
         threads = max(1, int(cpus_per_job))
         remote = ray.remote(run_one).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_retries=0)
         refs = {task: ray.put(d) for task, d in data.items()}  # shared once through the object store
@@ -329,7 +335,8 @@ def _run_on_ray(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, res
         while queue or running:
             while queue and len(running) < parallel:
                 job, attempt = queue.pop(0)
-                ref = remote.remote(job, refs[job.task], str(results_dir), spec.log_samples, verify_data, threads)
+                ref = remote.remote(job, refs[job.task], str(results_dir), spec.log_samples, verify_data, threads,
+                                    shards)
                 running[ref] = (job, attempt)
             prog.running = len(running)
             ready, _ = ray.wait(list(running), num_returns=1)

@@ -16,6 +16,7 @@ class JobOptions:
     checkpoint_state: dict[str, Any] | None = None
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
+    shards: int = 1          # generation: split the test decoding over this many workers (Ray when running)
 
 
 @dataclass

@@ -53,6 +53,42 @@ def decode(model: GenerationModel, samples: list[GraphSample], split: str, max_n
     return out
 
 
+def _decode_shard(model_cls: type, config: object, view: GenerationTrainingData, seed: int, state: dict,
+                  samples: list[GraphSample], max_new_tokens: int, num_beams: int, batch_size: int) -> list[str]:
+    """One shard: rebuild the adapter, load the selected state, decode its samples."""
+    model = model_cls(config)
+    model.setup(view, seed)
+    model.load_state_dict(state)
+    return decode(model, samples, "test", max_new_tokens, num_beams, batch_size, Progress(quiet=True))
+
+
+def sharded_decode(model: GenerationModel, view: GenerationTrainingData, seed: int, samples: list[GraphSample],
+                   shards: int, max_new_tokens: int, num_beams: int, batch_size: int) -> list[str]:
+    """Decode ``samples`` in ``shards`` interleaved parts (sample i goes to shard i % shards) and merge the
+    predictions back in order. Inside a running Ray session each shard is a Ray task (one GPU each when the
+    cluster has GPUs); otherwise the shards run one after another here. Either way every shard rebuilds the
+    adapter from its config and the selected state, so the merged predictions equal an unsharded run's."""
+    parts = [samples[i::shards] for i in range(shards)]
+    state = model.state_dict()
+    args = (type(model), model.config, view, seed, state)
+    try:
+        import ray
+        on_ray = ray.is_initialized()
+    except ImportError:
+        on_ray = False
+    if on_ray:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        remote = ray.remote(_decode_shard).options(num_gpus=gpus, num_cpus=1)
+        refs = [ray.put(a) for a in args]
+        outs = ray.get([remote.remote(*refs, part, max_new_tokens, num_beams, batch_size) for part in parts])
+    else:
+        outs = [_decode_shard(*args, part, max_new_tokens, num_beams, batch_size) for part in parts]
+    merged: list[str] = [""] * len(samples)
+    for i, out in enumerate(outs):
+        merged[i::shards] = out
+    return merged
+
+
 def score_texts(preds: list[str], refs: list[str], protocol: str) -> GenerationScores:
     refs_lists = [[r] for r in refs]
     if protocol == "paper":
@@ -88,7 +124,10 @@ def run_job(model: GenerationModel, data: GraphTaskData, card: TaskCard, seed: i
         if options.checkpoint_state is None else None
     t0 = time.perf_counter()
     valid_metrics = (sel.result if sel is not None and sel.result is not None else (validate()[1] if check else {}))
-    preds = decode(model, test, "test", max_new, beams, bs, progress)
+    if options.shards > 1:
+        preds = sharded_decode(model, view, seed, test, options.shards, max_new, beams, bs)
+    else:
+        preds = decode(model, test, "test", max_new, beams, bs, progress)
     scores = score_texts(preds, test_targets, protocol)
     test_metrics = dict(scores)
     if protocol == "standard":  # the paper profile beside it, so numbers can be set next to the paper's
@@ -106,6 +145,7 @@ def run_job(model: GenerationModel, data: GraphTaskData, card: TaskCard, seed: i
         intervals={k: list(v) for k, v in intervals.items()}, training=training,
         protocol={"metric_protocol": protocol, "decoding": "beam" if beams > 1 else "greedy", "num_beams": beams,
                   "max_new_tokens": max_new, "valid_limit": limit, "references_per_sample": 1,
+                  "test_shards": options.shards,
                   "bootstrap": {"resamples": options.bootstrap_resamples, "seed": options.bootstrap_seed,
                                 "unit": "test sample", "interval": "95% percentile, corpus metrics recomputed"}},
         samples=samples if options.log_samples else None,
