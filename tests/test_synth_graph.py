@@ -42,9 +42,15 @@ def bundled(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gen_samples(bundled):
-    """target node -> its assembled GraphSample, for every target of the bundled synth-gen."""
+    """target node -> its assembled GraphSample, for the valid and test targets of the bundled synth-gen."""
     data = bundled["synth-gen"]
-    return {v: data.assemble(v) for nodes in data.graph.splits.values() for v in nodes.tolist()}
+    return {v: data.assemble(v) for split in ("valid", "test") for v in data.graph.splits[split].tolist()}
+
+
+def within_two_hops(g):
+    """(N, N) sparse bool: node pairs at most 2 hops apart."""
+    adj = sp.csr_matrix((np.ones(g.edge_index.shape[1]), g.edge_index.numpy()), shape=(g.num_nodes,) * 2)
+    return ((adj + adj @ adj + sp.identity(g.num_nodes)) > 0).tocsr()
 
 
 def small_card(tmp_path, name, **params):
@@ -147,8 +153,7 @@ def test_splits_are_disjoint(bundled):
 def test_gen_targets_never_in_own_text_and_samples_hold_the_neighbourhood(bundled, gen_samples):
     data = bundled["synth-gen"]
     g = data.graph
-    adj = sp.csr_matrix((np.ones(g.edge_index.shape[1]), g.edge_index.numpy()), shape=(g.num_nodes,) * 2)
-    two_hop = ((adj + adj @ adj + sp.identity(g.num_nodes)) > 0).sum(1).A1  # size of each 2-hop neighbourhood
+    two_hop = within_two_hops(g).sum(1).A1  # size of each 2-hop neighbourhood
     for split, nodes in g.splits.items():
         for v in nodes.tolist():
             target = g.targets[v]
@@ -156,6 +161,8 @@ def test_gen_targets_never_in_own_text_and_samples_hold_the_neighbourhood(bundle
             own = g.texts[v]
             assert target not in own and theme not in words(own) and quality not in words(own), (split, v)
             assert obj in words(own)
+            if split == "train":
+                continue  # the assembly is checked on valid and test (each sample costs a k-hop search)
             sample = gen_samples[v]
             assert sample.id == str(v) and sample.nodes[0].text == own and sample.nodes[0].hop == 0
             hops = [n.hop for n in sample.nodes]
@@ -231,13 +238,16 @@ def test_gen_answer_recoverability_grows_with_neighbour_texts_then_images(bundle
     g = data.graph
     themes, qualities = set(THEMES), set(QUALITIES)
 
-    def coloured(sample):  # mean shape colours of the images that are not grey
-        cols = [shape_colour(n.image) for n in sample.nodes if n.image]
+    def coloured(images):  # mean shape colours of the images that are not grey
+        cols = [shape_colour(p) for p in images if p]
         return [c for c in cols if c.max() - c.min() > 60]
 
+    # colour -> theme centroids from the training targets' 2-hop neighbourhoods (what their samples hold)
+    near = within_two_hops(g)
     by_theme: dict[str, list[np.ndarray]] = {}
     for v in g.splits["train"].tolist():
-        by_theme.setdefault(g.targets[v].split()[1], []).extend(coloured(gen_samples[v]))
+        images = [g.images[u] for u in near[v].indices]
+        by_theme.setdefault(g.targets[v].split()[1], []).extend(coloured(images))
     names = sorted(by_theme)
     centroids = np.stack([np.mean(by_theme[t], 0) for t in names])
 
@@ -249,7 +259,8 @@ def test_gen_answer_recoverability_grows_with_neighbour_texts_then_images(bundle
         all_text = set().union(*(words(n.text) for n in sample.nodes))
         # no conflicting evidence: only the answer's theme and quality occur in the sample's texts
         assert all_text & themes <= {theme} and all_text & qualities == {quality}
-        from_images = {names[int(np.argmin(((centroids - c) ** 2).sum(1)))] for c in coloured(sample)}
+        from_images = {names[int(np.argmin(((centroids - c) ** 2).sum(1)))]
+                       for c in coloured(n.image for n in sample.nodes)}
         ok[0, i] = {theme, obj, quality} <= own
         ok[1, i] = obj in own and theme in all_text and quality in all_text
         ok[2, i] = obj in own and (theme in all_text or theme in from_images) and quality in all_text

@@ -45,7 +45,7 @@ shuffled; the harness's default ``graph.sample(node, 2, max_nodes)`` (nearest fi
 from __future__ import annotations
 
 import os
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -396,15 +396,14 @@ def render_images(folder: Path, colours: np.ndarray, p: dict[str, Any],
             continue
         path = folder / f"{node}.png"
         if not path.is_file() or path.stat().st_size == 0:
-            fd, tmp = tempfile.mkstemp(prefix=f".{node}.", suffix=".png", dir=folder)
+            tmp = folder / f".{node}.{os.getpid()}.{threading.get_ident()}.tmp"  # then an atomic os.replace
             try:
-                with os.fdopen(fd, "wb") as f:
+                with open(tmp, "wb") as f:
                     Image.fromarray(render_image(node, colours[node], p), "RGB").save(f, format="PNG",
                                                                                       compress_level=1)
                 os.replace(tmp, path)
             except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                tmp.unlink(missing_ok=True)
                 raise
         out.append(str(path))
     return tuple(out)
