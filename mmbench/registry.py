@@ -21,7 +21,8 @@ from mmbench.errors import ConfigError, closest
 from mmbench.io import file_sha256, sha256_hex
 
 _MODELS: dict[str, type[ModelAdapter]] = {}
-_BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat", "mmbench.models.mygo")
+_BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat", "mmbench.models.mygo",
+                    "baselines.gnn", "baselines.lm_cls", "baselines.lm_gen", "baselines.mmgl")
 _loaded = False
 
 

@@ -72,52 +72,100 @@ def validate_adapter(model: str, task: str, overrides: dict[str, Any], seed: int
             raise MMBenchError(f"train_epochs(1, 1) returned loss {loss}; expected a finite float")
         return f"setup + one epoch, loss {loss:.4f}, {state['m1'].num_parameters():,} parameters"
 
-    def scores() -> str:
-        from mmbench.jobs.kgc import score_fns
-
-        ds = state["ds"]
-        queries = (ds.valid if len(ds.valid) else ds.train)[:8]
-        m = state["m1"]
-        m.begin_scoring()
-        try:
-            fns = score_fns(m, ds.num_entities, "valid")
-            tails = fns["tail"](queries[:, 0], queries[:, 1], 0)
-            heads = fns["head"](queries[:, 2], queries[:, 1], 0)
-        finally:
-            m.end_scoring()
-        state["scores"] = (tails, heads)
-        return f"score_tails and score_heads give ({len(queries)}, {ds.num_entities}) {tails.dtype}, no NaN"
+    def outputs() -> str:
+        state["out"], detail = _probe(state, state["m1"])
+        return detail
 
     def determinism() -> str:
-        from mmbench.jobs.kgc import score_fns
-
-        ds = state["ds"]
-        queries = (ds.valid if len(ds.valid) else ds.train)[:8]
-        m2 = _trained(state, seed)
-        m2.begin_scoring()
-        try:
-            fns = score_fns(m2, ds.num_entities, "valid")
-            tails, heads = fns["tail"](queries[:, 0], queries[:, 1], 0), fns["head"](queries[:, 2], queries[:, 1], 0)
-        finally:
-            m2.end_scoring()
-        t1, h1 = state["scores"]
-        diff = max(float((tails - t1).abs().max()), float((heads - h1).abs().max()))
+        again, _ = _probe(state, _trained(state, seed))
+        first = state["out"]
+        if isinstance(first, list):
+            if again != first:
+                raise MMBenchError(f"two runs with seed {seed} generate different texts ({first[0]!r} vs "
+                                   f"{again[0]!r}); derive all randomness from the seed passed to setup()")
+            return f"two runs with seed {seed} generate the same texts"
+        diff = max(float((a - b).abs().max()) for a, b in zip(first, again, strict=True))
         if diff > 1e-5:
             raise MMBenchError(f"two runs with seed {seed} differ by up to {diff:.3g} in their scores; derive "
                                f"all randomness (init, shuffling, dropout) from the seed passed to setup()")
         return f"two runs with seed {seed} agree (max |diff| {diff:.2g})"
 
     for name, fn in (("resolve model and task", resolve), ("build config", config), ("load task data", data),
-                     ("setup and train one epoch", build_and_train), ("score shapes, dtype, NaN", scores),
+                     ("setup and train one epoch", build_and_train), ("output shapes, dtype, NaN", outputs),
                      ("determinism under a seed", determinism)):
         if not attempt(name, fn):
             break
     return checks
 
 
+def _view(state: dict[str, Any]) -> Any:
+    """The adapter's view of the task data (family-specific; cached: generation assembles samples)."""
+    if "view" not in state:
+        family = state["card"].family
+        ds = state["ds"]
+        if family == "kgc":
+            state["view"] = ds.training_view()
+        elif family == "classification":
+            from mmbench.jobs.classification import training_view
+
+            state["view"] = training_view(ds)
+        else:
+            from mmbench.api import GenerationTrainingData
+            from mmbench.jobs.generation import assemble
+            from mmbench.progress import Progress
+
+            quiet = Progress(quiet=True)
+            train, targets = assemble(ds, "train", quiet)
+            valid, _ = assemble(ds, "valid", quiet)
+            test, _ = assemble(ds, "test", quiet)
+            state["view"] = GenerationTrainingData(task=ds.task, train=tuple(train[:16]),
+                                                   train_targets=tuple(targets[:16]), valid=tuple(valid[:4]),
+                                                   test=tuple(test[:4]))
+    return state["view"]
+
+
 def _trained(state: dict[str, Any], seed: int) -> Any:
     seed_everything(seed)
     m = state["cls"](state["config"])
-    m.setup(state["ds"].training_view(), seed)
+    m.setup(_view(state), seed)
     state["loss"] = float(m.train_epochs(1, 1)[0])
     return m
+
+
+def _probe(state: dict[str, Any], m: Any) -> tuple[Any, str]:
+    """A few outputs of a trained adapter, checked as the harness checks every real batch."""
+    family, ds, view = state["card"].family, state["ds"], _view(state)
+    if family == "kgc":
+        from mmbench.jobs.kgc import score_fns
+
+        queries = (ds.valid if len(ds.valid) else ds.train)[:8]
+        m.begin_scoring()
+        try:
+            fns = score_fns(m, ds.num_entities, "valid")
+            out = (fns["tail"](queries[:, 0], queries[:, 1], 0), fns["head"](queries[:, 2], queries[:, 1], 0))
+        finally:
+            m.end_scoring()
+        return out, f"score_tails and score_heads give ({len(queries)}, {ds.num_entities}) {out[0].dtype}, no NaN"
+    if family == "classification":
+        nodes = (view.valid_nodes if len(view.valid_nodes) else view.test_nodes)[:8]
+        m.begin_scoring()
+        try:
+            with torch.no_grad():
+                scores = m.predict(nodes)
+        finally:
+            m.end_scoring()
+        c = len(view.class_names)
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (len(nodes), c):
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise MMBenchError(f"predict returned {shape}, expected a tensor of shape (B={len(nodes)}, "
+                               f"num_classes={c})")
+        if not scores.is_floating_point() or bool(torch.isnan(scores).any()):
+            raise MMBenchError("predict must return floating-point scores without NaN")
+        return (scores.detach().cpu(),), f"predict gives ({len(nodes)}, {c}) {scores.dtype}, no NaN"
+    from mmbench.jobs.generation import decode
+    from mmbench.progress import Progress
+
+    samples = list(view.valid or view.test)[:2]
+    texts = decode(m, samples, "valid", int(state["card"].protocol.get("max_new_tokens", 16)), 1, 2,
+                   Progress(quiet=True))
+    return texts, f"generate gives {len(texts)} strings, e.g. {texts[0][:60]!r}"

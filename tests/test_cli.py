@@ -147,7 +147,8 @@ def test_seeds_and_leaderboard(env, capsys):
     assert main(["leaderboard"]) == 0
     out = capsys.readouterr().out
     page, index = env.leaderboard / "nations.md", env.leaderboard / "README.md"
-    assert out.splitlines() == [f"wrote {page}", f"wrote {index}"]
+    chart = env.leaderboard / "charts" / "nations.png"
+    assert out.splitlines() == [f"wrote {page}", f"wrote {chart}", f"wrote {index}"]
     text = page.read_text()
     assert text.startswith("# nations\n\nNations (14 countries, 55 relations)")
     row = next(line for line in text.splitlines() if line.startswith("| distmult"))
@@ -156,7 +157,7 @@ def test_seeds_and_leaderboard(env, capsys):
     assert cells[1] == "2"
     assert " ± " in cells[2]
     assert cells[-1] == "15,872"
-    assert "| [nations](nations.md) | kgc | distmult [epochs=2, eval_every=1] |" in index.read_text()
+    assert "| distmult [epochs=2, eval_every=1] | **0.3" in index.read_text()
 
 
 def test_leaderboard_without_records(env, capsys):
@@ -327,7 +328,7 @@ def test_validate_builtin_adapter(capsys):
     passes = [line for line in lines if line.startswith("PASS  ")]
     assert [p.split(":")[0] for p in passes] == [
         "PASS  resolve model and task", "PASS  build config", "PASS  load task data",
-        "PASS  setup and train one epoch", "PASS  score shapes, dtype, NaN", "PASS  determinism under a seed"]
+        "PASS  setup and train one epoch", "PASS  output shapes, dtype, NaN", "PASS  determinism under a seed"]
     assert not any(line.startswith("FAIL") for line in lines)
     assert lines[-1] == "adapter OK"
 
@@ -342,7 +343,7 @@ def test_validate_wrong_shape(capsys, adapters):
     rc, lines = validate(capsys, f"{adapters}:WrongShape", "--task", "nations")
     assert rc == 1
     [fail] = [line for line in lines if line.startswith("FAIL")]
-    assert fail.startswith("FAIL  score shapes, dtype, NaN: WrongShape.score_tails (batch 0, valid split): "
+    assert fail.startswith("FAIL  output shapes, dtype, NaN: WrongShape.score_tails (batch 0, valid split): "
                            "returned shape (8, 15), expected (B=8, num_entities=14)")
     assert sum(line.startswith("PASS") for line in lines) == 4
     assert lines[-1] == "adapter has problems (see FAIL above)"

@@ -1,0 +1,287 @@
+"""``lm-cls``: node classification with a frozen causal LM over the node's text and its neighbours' texts.
+
+Each node becomes a prompt (``template``, default ``"Node: {text}\\nRelated: {neighbors}\\nCategory:"``):
+``{text}`` is the node's own text and ``{neighbors}`` the texts of up to ``max_neighbors`` 1-hop neighbours
+(sources of edges into the node, in edge order, those without text skipped, joined by `` | ``); every text
+has its whitespace collapsed and is cut to ``max_chars`` characters; a prompt longer than ``max_tokens``
+tokens keeps its last ``max_tokens`` (the end nearest the label). Images are not used: the LM reads text.
+
+Two modes:
+
+``likelihood`` (zero-shot, nothing trained; ``epochs`` is forced to 0): class c scores the LM's mean
+  per-token log-likelihood of ``label_template`` filled with the class name (default ``" {name}"``) after
+  the prompt. Only candidate classes are scored; the others get -1e9. The prompt is run once per node
+  (left-padded batch) and its key/value cache is repeated for the candidate labels, so the cost is one
+  prompt pass plus one short pass over the label tokens. Assumes logits = output embeddings applied to the
+  last hidden state (true of LLaMA-family models such as SmolLM2). Scores are cached on disk per
+  (lm, prompts, labels).
+``head`` (default, supervised): the frozen LM's last hidden states, mean-pooled over the prompt tokens,
+  are computed once for the train/valid/test nodes (cached on disk per (lm, prompt hash)) and
+  standardised per dimension over those nodes (no labels involved); a linear head is trained on them
+  full-batch with Adam and cross-entropy over the training classes. It cannot score classes never seen in
+  training, so it refuses zero-shot splits (use ``--set mode=likelihood``; the ``ele-fashion-zs`` preset
+  does).
+
+``lm``: ``smollm2`` (SmolLM2-135M-Instruct), ``tiny-llama`` (random weights, for smoke tests) or a local
+Hugging Face folder (see ``mmbench.backbones.causal_lm``); the cache key uses this name, so a folder whose
+weights change needs a fresh ``MMBENCH_CACHE``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmbench.api import ClassificationModel, ClassificationTrainingData, TrainSchedule
+from mmbench.errors import ConfigError
+from mmbench.io import sha256_hex
+from mmbench.registry import register_model
+
+MODES = ("head", "likelihood")
+NOT_SCORED = -1e9
+
+
+@dataclass
+class LMClsConfig(TrainSchedule):
+    epochs: int = 100
+    eval_every: int = 10
+    patience: int = 5
+    mode: str = "head"                                   # head | likelihood
+    lm: str = "smollm2"
+    template: str = "Node: {text}\nRelated: {neighbors}\nCategory:"
+    label_template: str = " {name}"                      # continuation scored in likelihood mode
+    max_neighbors: int = 4
+    max_chars: int = 200                                 # per text (node and each neighbour)
+    max_tokens: int = 512                                # prompt tokens kept (the last ones)
+    lm_batch_size: int = 16                              # prompts per LM forward pass
+    lr: float = 0.01                                     # head mode
+    weight_decay: float = 5e-4                           # head mode
+
+    def __post_init__(self) -> None:
+        if self.mode == "likelihood":  # nothing to train: the harness then skips training and selection
+            self.epochs = 0
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # tasks/ele-fashion-zs.yaml protocol.zero_shot: valid/test classes never occur in training, so only
+    # the zero-shot likelihood mode can score them
+    "ele-fashion-zs": {"mode": "likelihood"},
+}
+
+
+# --------------------------------------------------------------------------- prompts
+def _clip(text: str | None, max_chars: int) -> str | None:
+    if text is None:
+        return None
+    text = " ".join(text.split())
+    return text[:max_chars] if text else None
+
+
+def build_prompts(graph: Any, nodes: list[int], template: str, max_neighbors: int, max_chars: int) -> list[str]:
+    """One prompt per node: its own text and up to ``max_neighbors`` in-neighbours' texts (edge order)."""
+    ei = graph.edge_index
+    order = torch.argsort(ei[1], stable=True)
+    src = ei[0][order].tolist()
+    ptr = [0] + torch.cumsum(torch.bincount(ei[1], minlength=graph.num_nodes), 0).tolist()
+    out = []
+    for v in nodes:
+        seen: set[int] = set()
+        neigh: list[str] = []
+        for u in src[ptr[v]:ptr[v + 1]]:
+            if len(neigh) >= max_neighbors:
+                break
+            t = _clip(graph.texts[u], max_chars)
+            if u == v or u in seen or t is None:
+                continue
+            seen.add(u)
+            neigh.append(t)
+        out.append(template.format(text=_clip(graph.texts[v], max_chars) or "(no text)",
+                                   neighbors=" | ".join(neigh) if neigh else "(none)"))
+    return out
+
+
+# --------------------------------------------------------------------------- LM passes
+def _prompt_ids(tok: Any, prompts: list[str], max_tokens: int) -> list[list[int]]:
+    ids = tok(prompts)["input_ids"]
+    return [x[-max_tokens:] if len(x) > max_tokens else x for x in ids]
+
+
+def _left_padded(ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> input_ids (B, T), attention_mask (B, T), position_ids (B, T) for left-padded prompts."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
+        mask[i, width - len(x):] = 1
+    return input_ids, mask, (mask.cumsum(1) - 1).clamp_min(0)
+
+
+def _batches(ids: list[list[int]], size: int) -> list[list[int]]:
+    """Index batches of prompts sorted by length (little padding)."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    return [order[s:s + size] for s in range(0, len(order), size)]
+
+
+@torch.no_grad()
+def prompt_representations(model: Any, tok: Any, prompts: list[str], max_tokens: int,
+                           batch_size: int) -> torch.Tensor:
+    """(P, H): the LM's last hidden states mean-pooled over each prompt's tokens."""
+    ids = _prompt_ids(tok, prompts, max_tokens)
+    out = torch.zeros(len(prompts), model.config.hidden_size)
+    for batch in _batches(ids, batch_size):
+        input_ids, mask, pos = _left_padded([ids[i] for i in batch], tok.pad_token_id)
+        hidden = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
+                                  use_cache=False).last_hidden_state
+        m = mask.unsqueeze(-1).float()
+        out[batch] = ((hidden * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
+    return out
+
+
+@torch.no_grad()
+def label_log_likelihoods(model: Any, tok: Any, prompts: list[str], labels: list[str], max_tokens: int,
+                          batch_size: int) -> torch.Tensor:
+    """(P, L): mean log-probability per token of each label continuation after each prompt.
+
+    One pass over the (left-padded) prompts; its key/value cache is repeated L times and a second pass
+    reads the label tokens (right-padded; padding after a label cannot affect it under causal attention).
+    """
+    ids = _prompt_ids(tok, prompts, max_tokens)
+    lab = [tok(x, add_special_tokens=False)["input_ids"] for x in labels]
+    if any(len(x) == 0 for x in lab):
+        empty = [x for x, t in zip(labels, lab, strict=True) if not t]
+        raise ConfigError(f"lm-cls: a label continuation has no tokens: {empty}")
+    n_lab, m_max = len(lab), max(len(x) for x in lab)
+    lab_ids = torch.full((n_lab, m_max), tok.pad_token_id, dtype=torch.long)
+    lab_mask = torch.zeros((n_lab, m_max), dtype=torch.long)
+    for j, x in enumerate(lab):
+        lab_ids[j, :len(x)], lab_mask[j, :len(x)] = torch.tensor(x), 1
+    head = model.get_output_embeddings()
+    out = torch.zeros(len(prompts), n_lab)
+    for batch in _batches(ids, batch_size):
+        b = len(batch)
+        input_ids, mask, pos = _left_padded([ids[i] for i in batch], tok.pad_token_id)
+        first = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        lp_first = F.log_softmax(head(first.last_hidden_state[:, -1]).float(), -1)     # (b, V)
+        total = lp_first[:, lab_ids[:, 0]]                                               # (b, L)
+        if m_max > 1:
+            cache = first.past_key_values
+            cache.batch_repeat_interleave(n_lab)                                         # (b*L, ...)
+            inp = lab_ids[:, :-1].repeat(b, 1)                                           # (b*L, m-1)
+            full_mask = torch.cat([mask.repeat_interleave(n_lab, 0), lab_mask[:, :-1].repeat(b, 1)], 1)
+            start = pos[:, -1:].repeat_interleave(n_lab, 0) + 1
+            rest = model.base_model(input_ids=inp, attention_mask=full_mask, past_key_values=cache,
+                                    position_ids=start + torch.arange(m_max - 1), use_cache=True)
+            lp = F.log_softmax(head(rest.last_hidden_state).float(), -1)                # (b*L, m-1, V)
+            tgt = lab_ids[:, 1:].repeat(b, 1)
+            got = lp.gather(2, tgt.unsqueeze(-1)).squeeze(-1) * lab_mask[:, 1:].repeat(b, 1)
+            total = total + got.sum(1).view(b, n_lab)
+        out[batch] = total / lab_mask.sum(1).float()
+    return out
+
+
+# --------------------------------------------------------------------------- adapter
+@register_model("lm-cls")
+class LMClassifier(ClassificationModel):
+    description = ("Frozen causal LM (SmolLM2-135M) over node + neighbour texts: label likelihood (zero-shot) "
+                   "or a linear head on mean-pooled states")
+    Config = LMClsConfig
+    presets = PRESETS
+
+    def setup(self, data: ClassificationTrainingData, seed: int) -> None:
+        from mmbench.backbones import cached, causal_lm
+
+        c = self.config
+        if c.mode not in MODES:
+            raise ConfigError(f"lm-cls: mode must be one of {', '.join(MODES)}, got {c.mode!r}")
+        try:
+            c.template.format(text="", neighbors="")
+            c.label_template.format(name="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"lm-cls: template may use only {{text}} and {{neighbors}}, label_template only "
+                              f"{{name}} ({type(e).__name__}: {e})") from None
+        unseen = sorted(set(data.candidate_classes) - set(data.train_classes))
+        if c.mode == "head" and unseen:
+            raise ConfigError(f"lm-cls: candidate classes {unseen} never occur in training (a zero-shot split); "
+                              f"a trained head cannot score them. Use --set mode=likelihood")
+        self.graph = data.graph
+        self.lm, self.tok = causal_lm(c.lm)
+        self.lm_parameters = sum(p.numel() for p in self.lm.parameters())
+        self.num_classes = len(data.class_names)
+        self.candidates = list(data.candidate_classes)
+        self.labels = [c.label_template.format(name=data.class_names[k]) for k in self.candidates]
+        self._cached = cached
+        self.example_prompt = self._prompts(data.train_nodes[:1].tolist() or [0])[0]
+        self.module = None
+        if c.mode == "likelihood":
+            return
+        nodes = torch.unique(torch.cat([data.train_nodes, data.valid_nodes, data.test_nodes]))
+        self.row = torch.full((self.graph.num_nodes,), -1, dtype=torch.long)
+        self.row[nodes] = torch.arange(len(nodes))
+        reps = self._representations(nodes.tolist())
+        self.mean, self.std = reps.mean(0), reps.std(0, unbiased=False).clamp_min(1e-6)
+        self.reps = (reps - self.mean) / self.std
+        labels = self.graph.labels[data.train_nodes]
+        train_classes = torch.tensor(sorted(data.train_classes), dtype=torch.long)
+        pos = torch.full((self.num_classes,), -1, dtype=torch.long)
+        pos[train_classes] = torch.arange(len(train_classes))
+        keep = (labels >= 0) & (pos[labels.clamp_min(0)] >= 0)
+        self.train_rows = self.row[data.train_nodes[keep]]
+        self.train_targets = pos[labels[keep]]
+        self.train_classes = train_classes
+        torch.manual_seed(seed)
+        self.module = nn.Linear(self.reps.shape[1], self.num_classes)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def _prompts(self, nodes: list[int]) -> list[str]:
+        c = self.config
+        return build_prompts(self.graph, nodes, c.template, c.max_neighbors, c.max_chars)
+
+    def _representations(self, nodes: list[int]) -> torch.Tensor:
+        c = self.config
+        prompts = self._prompts(nodes)
+        return self._cached("lm-prompt-reps", [c.lm, c.max_tokens, sha256_hex(json.dumps(prompts))],
+                            lambda: prompt_representations(self.lm, self.tok, prompts, c.max_tokens,
+                                                           c.lm_batch_size))
+
+    def train_epoch(self, epoch: int) -> float:
+        if self.module is None:
+            return 0.0
+        self.module.train()
+        logits = self.module(self.reps[self.train_rows])[:, self.train_classes]
+        loss = F.cross_entropy(logits, self.train_targets)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.item())
+
+    def predict(self, nodes: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.mode == "likelihood":
+            prompts = self._prompts(nodes.tolist())
+            ll = self._cached("lm-label-loglik", [c.lm, c.max_tokens, json.dumps(self.labels),
+                                                  sha256_hex(json.dumps(prompts))],
+                              lambda: label_log_likelihoods(self.lm, self.tok, prompts, self.labels,
+                                                            c.max_tokens, c.lm_batch_size))
+            scores = torch.full((len(nodes), self.num_classes), NOT_SCORED)
+            scores[:, self.candidates] = ll
+            return scores
+        rows = self.row[nodes]
+        x = torch.empty(len(nodes), self.reps.shape[1])
+        known = rows >= 0
+        x[known] = self.reps[rows[known]]
+        if not bool(known.all()):  # a node outside train/valid/test: encode it now
+            x[~known] = (self._representations(nodes[~known].tolist()) - self.mean) / self.std
+        return self.module(x)
+
+    def num_parameters(self) -> int:
+        return super().num_parameters() + getattr(self, "lm_parameters", 0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"lm": self.config.lm, "lm_parameters": self.lm_parameters, "mode": self.config.mode,
+                "example_prompt": self.example_prompt}

@@ -1,0 +1,375 @@
+"""Helpers shared by the causal-LM generation adapters (``lm-node``, ``lm-subgraph``, ``mmgl``; Graph4MM and
+VW-LMM adapters reuse them).
+
+Prompt format. Plain text, no chat template: ``"{context}\\nSummary:"`` followed by the target as
+``" {target}"`` and EOS. Every adapter fine-tunes the LM (or at least input adapters) on this format, so the
+instruct model's chat template is not needed, and the same format works for base LMs and the random
+``tiny-llama`` of the tests. Prompts and targets are tokenized separately and their ids concatenated, so the
+boundary is exactly where the labels start.
+
+Batches (one sample = a list of *parts*):
+  * a token-id part: ``list[int]`` or a 1-D long tensor;
+  * a soft-token part: a float tensor (n, hidden) placed as is into ``inputs_embeds`` (prepended or spliced
+    anywhere between token parts, e.g. MMGL's neighbour tokens or image tokens).
+``collate`` pads (right for training, left for generation) and returns ``input_ids`` when every part is
+token ids and no embedding layer is forced, else ``inputs_embeds``; with targets it appends target + EOS and
+sets ``labels`` to -100 everywhere except on the target tokens (and the EOS). The loss is computed on those
+positions only (graph4mm.md section 9 #9: never on prompt or padding).
+
+Generation (``generate_texts``) always decodes freely with Hugging Face ``generate``: greedy for
+``num_beams == 1``, beam search otherwise, no sampling. It returns the continuation only (with ``input_ids``
+the prompt is sliced off; with ``inputs_embeds`` transformers 5 returns only the new tokens), decoded with
+``skip_special_tokens``, stripped and cut at the first newline.
+
+Trainable policies (``apply_trainable``): ``"all"`` full fine-tune; ``"last:N"`` the last N decoder layers and
+the final norm; ``"none"`` the LM is frozen (only the adapter's own modules train).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmbench.errors import ConfigError
+
+PROMPT_SUFFIX = "\nSummary:"
+IGNORE_INDEX = -100
+TRAINABLE_HELP = "'all', 'none' or 'last:N' (N >= 1: the last N decoder layers and the final norm)"
+
+Part = Sequence[int] | torch.Tensor
+
+
+# --------------------------------------------------------------------------- tokens and prompts
+def special_prefix(tokenizer: Any) -> list[int]:
+    """Ids the tokenizer itself puts before a text (e.g. LLaMA-2's BOS; none for SmolLM2)."""
+    cache = getattr(tokenizer, "_mmbench_special_prefix", None)
+    if cache is None:
+        with_special = tokenizer("a").input_ids
+        plain = tokenizer("a", add_special_tokens=False).input_ids
+        cache = list(with_special[: len(with_special) - len(plain)]) if with_special[-len(plain):] == plain else []
+        with contextlib.suppress(AttributeError):  # a tokenizer that refuses attributes: recompute each time
+            tokenizer._mmbench_special_prefix = cache
+    return list(cache)
+
+
+def token_ids(tokenizer: Any, text: str | None, max_tokens: int | None = None) -> list[int]:
+    """Token ids of ``text`` without special tokens, the first ``max_tokens`` kept (None: all)."""
+    if not text:
+        return []
+    ids = list(tokenizer(text, add_special_tokens=False).input_ids)
+    return ids if max_tokens is None else ids[: max(0, max_tokens)]
+
+
+def prompt_ids(tokenizer: Any, context: str | None, max_tokens: int | None = None,
+               suffix: str = PROMPT_SUFFIX) -> list[int]:
+    """``[special prefix] + context + "\\nSummary:"`` as ids, the context cut (from its end) so that the whole
+    prompt has at most ``max_tokens`` tokens."""
+    head = special_prefix(tokenizer)
+    tail = token_ids(tokenizer, suffix)
+    budget = None if max_tokens is None else max(0, max_tokens - len(head) - len(tail))
+    return head + token_ids(tokenizer, context, budget) + tail
+
+
+def context_prompt_ids(tokenizer: Any, first: str | None, others: Sequence[str], max_tokens: int,
+                       priority: Sequence[int] | None = None, header: str = "\nContext:",
+                       suffix: str = PROMPT_SUFFIX, min_piece_tokens: int = 8) -> tuple[list[int], list[int]]:
+    """A prompt ``first [header others...] suffix`` within ``max_tokens`` tokens.
+
+    ``first`` (the target node's text) comes first and is cut only if it alone overflows. ``others`` (each
+    already carrying its own separator, e.g. ``"\\n[page] ..."``) are admitted in ``priority`` order (a
+    permutation of their indices, nearest first; default: as given) while they fit; the first one that
+    does not fit is cut to the remaining budget (if at least ``min_piece_tokens`` remain) and every one after
+    it is dropped, so the farthest pieces go first. Admitted pieces appear in their original order.
+    Returns (ids, indices of the admitted pieces).
+    """
+    head = special_prefix(tokenizer)
+    tail = token_ids(tokenizer, suffix)
+    budget = max(0, max_tokens - len(head) - len(tail))
+    first_ids = token_ids(tokenizer, first, budget)
+    budget -= len(first_ids)
+    hdr = token_ids(tokenizer, header)
+    kept: dict[int, list[int]] = {}
+    if others and budget > len(hdr):
+        budget -= len(hdr)
+        for i in (priority if priority is not None else range(len(others))):
+            ids = token_ids(tokenizer, others[i])
+            if not ids:
+                continue
+            if len(ids) <= budget:
+                kept[i] = ids
+                budget -= len(ids)
+                continue
+            if budget >= min_piece_tokens:
+                kept[i] = ids[:budget]
+            break
+    order = sorted(kept)
+    body = first_ids + (hdr + [t for i in order for t in kept[i]] if order else [])
+    return head + body + tail, order
+
+
+def target_ids(tokenizer: Any, target: str, max_tokens: int | None = None) -> list[int]:
+    """``" " + target`` (first ``max_tokens`` tokens) followed by EOS: what the model learns to emit after
+    the prompt's ``"Summary:"``."""
+    return token_ids(tokenizer, " " + target.strip(), max_tokens) + [int(tokenizer.eos_token_id)]
+
+
+def pad_id(tokenizer: Any) -> int:
+    return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+
+
+# --------------------------------------------------------------------------- batches
+def _as_ids(part: Part) -> torch.Tensor | None:
+    if isinstance(part, torch.Tensor):
+        if part.dtype in (torch.long, torch.int, torch.int32, torch.int16):
+            if part.dim() != 1:
+                raise ValueError(f"a token-id part must be 1-D, got shape {tuple(part.shape)}")
+            return part.long()
+        if part.dim() != 2:
+            raise ValueError(f"a soft-token part must be (n, hidden), got shape {tuple(part.shape)}")
+        return None
+    return torch.tensor(list(part), dtype=torch.long)
+
+
+def collate(samples: Sequence[Sequence[Part]], targets: Sequence[Sequence[int]] | None = None, *,
+            pad_token_id: int, padding_side: str = "right", embed: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Pad a batch of part lists (see the module docstring) into model inputs.
+
+    samples: B lists of parts (token ids or (n, hidden) soft tokens), the prompt of each sample
+    targets: B lists of target ids (EOS included, see ``target_ids``) appended after the prompt; gives
+             ``labels`` (B, T): -100 on prompt, soft tokens and padding, the target ids elsewhere
+    embed:   the LM's input embedding; needed when a sample has soft tokens. Given, the batch carries
+             ``inputs_embeds`` (B, T, hidden) (padding rows are zeros) instead of ``input_ids``
+    -> dict with ``input_ids`` (B, T) or ``inputs_embeds``, ``attention_mask`` (B, T) long, [``labels``]
+    """
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if targets is not None and len(targets) != len(samples):
+        raise ValueError(f"{len(samples)} samples but {len(targets)} targets")
+    soft = any(_as_ids(p) is None for s in samples for p in s)
+    if soft and embed is None:
+        raise ValueError("samples with soft tokens need the LM's input embedding (embed=...)")
+    use_embeds = embed is not None
+    seqs: list[torch.Tensor] = []   # (L,) ids or (L, hidden) embeddings per sample
+    labels: list[torch.Tensor] = []
+    for b, parts in enumerate(samples):
+        pieces: list[torch.Tensor] = []
+        for p in parts:
+            ids = _as_ids(p)
+            if use_embeds:
+                weight = embed.weight if hasattr(embed, "weight") else None
+                if ids is None:
+                    pieces.append(p if weight is None else p.to(weight.dtype))
+                elif ids.numel():
+                    pieces.append(embed(ids.to(weight.device if weight is not None else ids.device)))
+            elif ids.numel():
+                pieces.append(ids)
+        n_prompt = sum(x.shape[0] for x in pieces)
+        lab = [torch.full((n_prompt,), IGNORE_INDEX, dtype=torch.long)]
+        if targets is not None:
+            t = torch.tensor(list(targets[b]), dtype=torch.long)
+            pieces.append(embed(t.to(embed.weight.device)) if use_embeds else t)
+            lab.append(t)
+        if not pieces:
+            raise ValueError(f"sample {b} of the batch is empty")
+        seqs.append(torch.cat(pieces))
+        labels.append(torch.cat(lab))
+    length = max(s.shape[0] for s in seqs)
+    bsz = len(seqs)
+    mask = torch.zeros(bsz, length, dtype=torch.long)
+    lab_out = torch.full((bsz, length), IGNORE_INDEX, dtype=torch.long)
+    if use_embeds:
+        ref = seqs[0]
+        out = ref.new_zeros(bsz, length, ref.shape[1])
+    else:
+        out = torch.full((bsz, length), pad_token_id, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        n = s.shape[0]
+        sl = slice(length - n, length) if padding_side == "left" else slice(0, n)
+        out[b, sl] = s
+        mask[b, sl] = 1
+        lab_out[b, sl] = labels[b]
+    batch = {"inputs_embeds" if use_embeds else "input_ids": out, "attention_mask": mask}
+    if targets is not None:
+        batch["labels"] = lab_out
+    return batch
+
+
+def text_batch(tokenizer: Any, prompts: Sequence[Sequence[int]], targets: Sequence[str] | None = None, *,
+               max_target_tokens: int | None = None, padding_side: str = "right") -> dict[str, torch.Tensor]:
+    """Token-only batch from prompt ids (see ``prompt_ids``) and optional target texts."""
+    tgt = None if targets is None else [target_ids(tokenizer, t, max_target_tokens) for t in targets]
+    return collate([[p] for p in prompts], tgt, pad_token_id=pad_id(tokenizer), padding_side=padding_side)
+
+
+# --------------------------------------------------------------------------- loss and training
+def _fast_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """(decoder, lm_head) when the LM's logits are a plain Linear of the decoder's last hidden state."""
+    if type(model).__name__ not in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                    "Qwen3ForCausalLM", "OPTForCausalLM", "GPTNeoXForCausalLM"):
+        return None
+    try:
+        dec, head = model.get_decoder(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    return (dec, head) if isinstance(head, nn.Linear) else None
+
+
+def causal_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the positions whose label is not -100 (target tokens only).
+
+    For LLaMA-like models the vocabulary projection runs only on those positions (the prompt's logits,
+    a (B, T, vocab) tensor, are never materialised); otherwise the model's full logits are used.
+    """
+    labels = batch["labels"]
+    shifted = labels[:, 1:]
+    keep = shifted != IGNORE_INDEX
+    if not bool(keep.any()):
+        raise ValueError("the batch has no target tokens (every label is -100)")
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    fast = _fast_head(model)
+    if fast is not None:
+        dec, head = fast
+        hidden = dec(**inputs, use_cache=False).last_hidden_state[:, :-1]
+        logits = head(hidden[keep])
+    else:
+        logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
+    return F.cross_entropy(logits.float(), shifted[keep])
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    dec = model.get_decoder() if hasattr(model, "get_decoder") else model
+    for name in ("layers", "h", "block", "blocks"):
+        layers = getattr(dec, name, None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise ConfigError(f"cannot find the decoder layers of {type(model).__name__} for trainable='last:N'")
+
+
+def final_norm(model: nn.Module) -> nn.Module | None:
+    dec = model.get_decoder() if hasattr(model, "get_decoder") else model
+    for name in ("norm", "final_layer_norm", "ln_f", "final_layernorm"):
+        m = getattr(dec, name, None)
+        if isinstance(m, nn.Module):
+            return m
+    return None
+
+
+def parse_trainable(policy: str) -> tuple[str, int]:
+    """``"all"`` -> ("all", 0), ``"none"`` -> ("none", 0), ``"last:4"`` -> ("last", 4)."""
+    p = str(policy).strip().lower()
+    if p in ("all", "none"):
+        return p, 0
+    if p.startswith("last:"):
+        try:
+            n = int(p[5:])
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return "last", n
+    raise ConfigError(f"trainable={policy!r}: expected {TRAINABLE_HELP}")
+
+
+def apply_trainable(model: nn.Module, policy: str) -> list[nn.Parameter]:
+    """Set ``requires_grad`` on ``model`` per the policy; returns the trainable parameters."""
+    kind, n = parse_trainable(policy)
+    for p in model.parameters():
+        p.requires_grad_(kind == "all")
+    if kind == "last":
+        layers = decoder_layers(model)
+        for layer in list(layers)[-n:]:
+            layer.requires_grad_(True)
+        norm = final_norm(model)
+        if norm is not None:
+            norm.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def make_optimizer(groups: Iterable[tuple[Iterable[nn.Parameter], float]], weight_decay: float,
+                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW | None:
+    """AdamW over (params, lr) groups; weight decay on matrices only (not on biases and norm weights).
+    None when there is nothing to train."""
+    param_groups = []
+    for params, lr in groups:
+        params = [p for p in params if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        rest = [p for p in params if p.dim() < 2]
+        param_groups += [g for g in ({"params": decay, "lr": lr, "weight_decay": weight_decay},
+                                     {"params": rest, "lr": lr, "weight_decay": 0.0}) if g["params"]]
+    return torch.optim.AdamW(param_groups, betas=betas) if param_groups else None
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer | None, params: Sequence[nn.Parameter],
+                   grad_clip: float) -> float:
+    """backward, clip the global grad norm to ``grad_clip`` (0 = no clipping), step; returns the loss value."""
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+    return float(loss.detach())
+
+
+def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer | None,
+               params: Sequence[nn.Parameter], grad_clip: float) -> float:
+    """One optimisation step on the target-token loss of ``batch``; returns the loss before the step."""
+    model.train()
+    return optimizer_step(causal_lm_loss(model, batch), optimizer, params, grad_clip)
+
+
+def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the parameters with ``requires_grad`` (the rest is rebuilt from the frozen backbone)."""
+    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Inverse of ``trainable_state``: copies ``state`` into the named parameters (every name must exist)."""
+    params = dict(module.named_parameters())
+    unknown = sorted(set(state) - set(params))
+    if unknown:
+        raise KeyError(f"state has parameters the model lacks: {unknown[:5]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+# --------------------------------------------------------------------------- generation
+def clean_generation(text: str) -> str:
+    """Strip, then keep the text before the first newline."""
+    return text.strip().split("\n", 1)[0].strip()
+
+
+@torch.no_grad()
+def generate_texts(model: nn.Module, tokenizer: Any, prompts: Sequence[Sequence[int]] | Mapping[str, torch.Tensor],
+                   max_new_tokens: int, num_beams: int = 1) -> list[str]:
+    """Decode freely: greedy (``num_beams == 1``) or beam search; the continuation only, one str per sample.
+
+    prompts: B prompt id lists (left-padded here), or a batch from ``collate(..., padding_side="left")`` with
+             ``input_ids`` or ``inputs_embeds`` and ``attention_mask``
+    """
+    if isinstance(prompts, Mapping):
+        batch = dict(prompts)
+    else:
+        batch = collate([[p] for p in prompts], pad_token_id=pad_id(tokenizer), padding_side="left")
+    batch.pop("labels", None)
+    mask = batch["attention_mask"]
+    if mask.shape[0] == 0:
+        return []
+    if bool((mask[:, -1] == 0).any()):
+        raise ValueError("generation batches must be left-padded (the last position of every row must be real)")
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.generate(**batch, max_new_tokens=int(max_new_tokens), num_beams=int(num_beams),
+                             do_sample=False, early_stopping=num_beams > 1, pad_token_id=pad_id(tokenizer),
+                             eos_token_id=int(tokenizer.eos_token_id))
+    finally:
+        model.train(was_training)
+    if "input_ids" in batch:  # decoder-only generate returns prompt + continuation for input_ids
+        out = out[:, batch["input_ids"].shape[1]:]
+    return [clean_generation(t) for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
