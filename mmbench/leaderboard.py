@@ -331,6 +331,12 @@ def write_leaderboard(store: ResultStore, out_dir: Path, include_unverified: boo
     reported = load_reported(out_dir / "reported.yaml")
     written = []
     chart_links: dict[str, str] = {}
+    for task in sorted({r["task"] for r in reported} - set(by_task)):
+        path = out_dir / f"{task}.md"  # published numbers only: nothing measured here yet
+        atomic_write_text(path, "\n".join([f"# {task}", "", "No result measured in mmbench yet (the data is "
+                                           "not part of the offline set; see README 'Tasks').", "",
+                                           *render_reported(task, reported)]).rstrip() + "\n")
+        written.append(path)
     for task, recs in sorted(by_task.items()):
         path = out_dir / f"{task}.md"
         atomic_write_text(path, render_task(task, recs, reported))

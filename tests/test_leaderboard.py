@@ -217,3 +217,15 @@ def test_reported_numbers_are_labelled_and_need_a_source(store, tmp_path):
     (out / "reported.yaml").write_text("- {task: toy, model: m, metric: mrr, value: 0.5, protocol: x}\n")
     with pytest.raises(ConfigError, match="entry 1 lacks source"):
         write_leaderboard(store, out, charts=False)
+
+
+def test_reported_only_task_gets_a_page(store, tmp_path):
+    out = tmp_path / "lb"
+    out.mkdir()
+    (out / "reported.yaml").write_text(
+        "- {task: db15k, model: mygo, metric: mrr, value: 0.381, protocol: paper, source: 'an issue thread'}\n")
+    written = write_leaderboard(store, out, charts=False)
+    assert out / "db15k.md" in written
+    page = (out / "db15k.md").read_text()
+    assert page.startswith("# db15k\n\nNo result measured in mmbench yet")
+    assert "| mygo | MRR | 0.381 | paper | an issue thread |" in page
