@@ -80,11 +80,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                   num_layers_dec=2, mu=0.001),
     # the author in zjukg/MyGO issue #34 (2026-03): lr, dim, token counts and mu; the rest are defaults
     "mkg-y": dict(epochs=1500, eval_every=50, lr=5e-4, dim=200, max_vis_tokens=6, max_txt_tokens=18, mu=0.001),
-    # mmbench's choice for the offline synthetic task (CPU runtime of a few minutes): narrower model,
-    # all 4 patch tokens and up to 8 words kept, lighter structure dropout for a sparse graph
-    "synth-mmkg": dict(epochs=150, eval_every=10, lr=2e-3, dim=128, hidden_dim=256, num_heads=2,
-                       max_vis_tokens=8, max_txt_tokens=8, emb_dropout=0.3, vis_dropout=0.2, txt_dropout=0.1,
-                       num_layers_dec=1, mu=0.01, batch_size=1024, visual_codes=256),
+    # mmbench's choice for the offline synthetic task, from short runs scored on its validation MRR (seed 0):
+    # narrow model for CPU runtime; all 4 patch tokens and up to 8 words kept; public-style structure
+    # dropout (0.6; 0.3 overfits, 0.9 starves the structure token); clipping at 1.0 (0.1 barely moved the
+    # loss in 150 epochs: valid MRR 0.010). See the MyGO section of the README for what it reaches here.
+    "synth-mmkg": dict(epochs=40, eval_every=5, patience=2, lr=5e-3, dim=64, hidden_dim=128, num_heads=2,
+                       max_vis_tokens=8, max_txt_tokens=8, emb_dropout=0.6, vis_dropout=0.2, txt_dropout=0.1,
+                       num_layers_dec=1, mu=0.01, batch_size=512, grad_clip=1.0, label_smoothing=0.1,
+                       visual_codes=256),
 }
 
 
