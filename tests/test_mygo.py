@@ -97,6 +97,18 @@ def test_shapes():
     assert torch.isfinite(s).all() and torch.isfinite(h).all()
 
 
+def test_score_scale_multiplies_every_logit():
+    a, _ = small_model()
+    b, _ = small_model(score_scale=0.25)
+    b.module.load_state_dict(a.module.state_dict())
+    heads, rels = torch.tensor([0, 5, 9]), torch.tensor([1, 2, 3])
+    for m in (a, b):
+        m.begin_scoring()
+    sa, sb = a.score_tails(heads, rels), b.score_tails(heads, rels)
+    assert torch.allclose(sb, 0.25 * sa, atol=1e-6) and not torch.allclose(sa, sb)
+    assert torch.allclose(b.score_heads(rels, heads), 0.25 * a.score_heads(rels, heads), atol=1e-6)
+
+
 def test_padded_tokens_do_not_change_the_entity_representation():
     m, ds = small_model()
     net = m.module.eval()
