@@ -265,7 +265,6 @@ def _run_in_process(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec,
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # noqa: BLE001  (a failing job must not stop the sweep)
-                prog.running = 0
                 err = "".join(traceback.format_exception(e))
                 path = record_failure(results_dir, job, attempt, err, type(e).__name__)
                 if attempt > retries:
@@ -276,7 +275,8 @@ def _run_in_process(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec,
                 else:
                     prog.line(f"{job.name}: attempt {attempt} failed ({type(e).__name__}); retrying")
                 continue
-            prog.running = 0
+            finally:
+                prog.running = 0
             prog.done += 1
             prog.durations.append(out["seconds"])
             report.done.append({"job": job.name, **out})

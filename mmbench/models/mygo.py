@@ -191,10 +191,10 @@ class MyGONet(nn.Module):
         """(B,), (B,) -> (B, E) scores against every entity representation in ``ents`` (E, d).
 
         Both sides leave a normalisation layer (BatchNorm, post-LN), so an unscaled dot product has a
-        spread of about sqrt(d) per logit at initialisation; ``score_scale`` < 1 tempers it.
+        spread of about sqrt(d) per logit at initialisation; ``score_scale`` < 1 tempers it (applied to
+        the (B, d) query, not the (B, E) scores).
         """
-        scores = self.query(ents, anchors, relations) @ ents.t()
-        return scores if self.score_scale == 1.0 else scores * self.score_scale
+        return (self.query(ents, anchors, relations) * self.score_scale) @ ents.t()
 
     def views(self, rows: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """FGCL views of a fresh CMEE pass for ``rows``: name -> ((n, d) view, (n,) bool present)."""
