@@ -126,6 +126,10 @@ class MMGL(GenerationModel):
     description = ("MMGL SA-E: neighbours as soft tokens (frozen MiniLM text / EfficientNet image embeddings, "
                    "Laplacian PE) before the target text, causal LM (SmolLM2-135M)")
     Config = MMGLConfig
+    # chosen on synth-gen validation CIDEr (seed 0, 3 epochs): adapter_lr 1e-4 (the public value, over 75
+    # steps here) left the fresh projections near their initialisation (valid 2.20, theme and quality at
+    # chance); 1e-3 gave 4.55
+    presets = {"synth-gen": dict(adapter_lr=1e-3)}
 
     # ------------------------------------------------------------------ setup
     def setup(self, data: GenerationTrainingData, seed: int) -> None:

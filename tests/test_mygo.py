@@ -74,6 +74,21 @@ def test_visual_tokens_from_shipped_codebook_and_from_patch_features():
     assert t2.mask[0].sum() >= 1 and not t2.mask[1].any()
 
 
+def test_image_level_tokens_follow_the_patch_codes():
+    g = torch.Generator().manual_seed(0)
+    patches = torch.randn(6, 4, 8, generator=g)
+    patches[:3] += 20.0                                   # two well separated image means
+    present = torch.tensor([True, True, True, True, True, False])
+    m = EntityModalities(num_entities=6, features={"image": FeatureSet(patches, present)})
+    t = visual_tokens(m, k=5, num_codes=4, image_codes=2)
+    assert t.table.shape == (6, 8)                        # 4 patch codes, then 2 image-level codes
+    image_ids = [int(row[mask][row[mask] >= 4].item()) for row, mask in zip(t.ids[:5], t.mask[:5], strict=True)]
+    assert len(set(image_ids[:3])) == 1 and len(set(image_ids[3:])) == 1 and image_ids[0] != image_ids[3]
+    assert torch.allclose(t.table[image_ids[0]], patches[:3].mean(1).mean(0), atol=1e-4)
+    assert not t.mask[5].any()
+    assert "image-level" in t.source
+
+
 def test_kmeans_recovers_separated_clusters():
     g = torch.Generator().manual_seed(0)
     centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])

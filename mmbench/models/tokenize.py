@@ -125,8 +125,13 @@ def assign_codes(x: torch.Tensor, codebook: torch.Tensor, chunk: int = 65536) ->
 
 
 def visual_tokens(m: EntityModalities, k: int, num_codes: int = 512, seed: int = 0,
-                  max_fit_patches: int = 100_000) -> EntityTokens | None:
-    """Top-k visual tokens per entity from shipped tokens, patch features, or image files."""
+                  max_fit_patches: int = 100_000, image_codes: int = 0) -> EntityTokens | None:
+    """Top-k visual tokens per entity from shipped tokens, patch features, or image files.
+
+    With ``image_codes`` > 0 (patch features or image files only), each image also contributes one
+    image-level token: its mean patch feature quantised with a second k-means codebook of that size
+    (ids follow the patch codes; the returned table stacks both codebooks).
+    """
     bags = m.tokens.get("image")
     if bags is not None and bags.embeddings is not None:
         lists = [bags.of(e).tolist() for e in range(m.num_entities)]
@@ -137,22 +142,32 @@ def visual_tokens(m: EntityModalities, k: int, num_codes: int = 512, seed: int =
         patches = feats.values.float()                                    # (E, P, D)
         present = feats.present.bool()
         source = f"k-means ({num_codes} codes) over {feats.source}"
-        per_entity = [patches[e] if present[e] else patches[e][:0] for e in range(m.num_entities)]
+        per_image = [patches[e:e + 1] if present[e] else patches[e:e + 1][:0] for e in range(m.num_entities)]
     elif m.image_paths is not None and any(m.image_paths):
         per_entity = cached("image-patches", ["efficientnet-lite0", repr(m.image_paths)],
                             lambda: _encode_images(m.image_paths))
+        per_image = [p.view(-1, 49, p.shape[-1]) for p in per_entity]    # (n_images, 49, 1280) each
         source = f"k-means ({num_codes} codes) over EfficientNet-Lite0 7x7 patch features"
     else:
         return None
 
     def quantise():
-        pool = torch.cat([p for p in per_entity if len(p)])
         g = torch.Generator().manual_seed(seed)
-        fit = pool[torch.randperm(len(pool), generator=g)[:max_fit_patches]]
-        codebook = kmeans(fit, num_codes, seed)
-        return codebook, [assign_codes(p, codebook).tolist() for p in per_entity]
+        pool = torch.cat([p.flatten(0, 1) for p in per_image if len(p)])
+        codebook = kmeans(pool[torch.randperm(len(pool), generator=g)[:max_fit_patches]], num_codes, seed)
+        lists = [assign_codes(p.flatten(0, 1), codebook).tolist() for p in per_image]
+        if image_codes > 0:
+            means = torch.cat([p.mean(1) for p in per_image if len(p)])    # (n_images, D)
+            image_book = kmeans(means, image_codes, seed + 1)
+            lists = [codes + (assign_codes(p.mean(1), image_book) + len(codebook)).tolist() if len(p) else codes
+                     for codes, p in zip(lists, per_image, strict=True)]
+            codebook = torch.cat([codebook, image_book])
+        return codebook, lists
 
-    codebook, lists = cached("visual-tokens", [hash_modalities(m), num_codes, seed, max_fit_patches], quantise)
+    key = [hash_modalities(m), num_codes, seed, max_fit_patches] + ([image_codes] if image_codes > 0 else [])
+    codebook, lists = cached("visual-tokens", key, quantise)
+    if image_codes > 0:
+        source += f", plus one image-level token per image (k-means, {image_codes} codes, over mean patch features)"
     ids, mask = top_k(lists, k)
     return EntityTokens(ids, mask, codebook, source)
 
