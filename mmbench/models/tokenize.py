@@ -157,10 +157,10 @@ def visual_tokens(m: EntityModalities, k: int, num_codes: int = 512, seed: int =
         codebook = kmeans(pool[torch.randperm(len(pool), generator=g)[:max_fit_patches]], num_codes, seed)
         lists = [assign_codes(p.flatten(0, 1), codebook).tolist() for p in per_image]
         if image_codes > 0:
-            means = torch.cat([p.mean(1) for p in per_image if len(p)])    # (n_images, D)
-            image_book = kmeans(means, image_codes, seed + 1)
-            lists = [codes + (assign_codes(p.mean(1), image_book) + len(codebook)).tolist() if len(p) else codes
-                     for codes, p in zip(lists, per_image, strict=True)]
+            means = [p.mean(1) for p in per_image]                          # (n_images, D) per entity
+            image_book = kmeans(torch.cat(means), image_codes, seed + 1)
+            lists = [codes + (assign_codes(x, image_book) + len(codebook)).tolist()
+                     for codes, x in zip(lists, means, strict=True)]
             codebook = torch.cat([codebook, image_book])
         return codebook, lists
 
