@@ -137,28 +137,30 @@ class GNNClassifier(ClassificationModel):
             raise ConfigError(f"{self.name}: candidate classes {self.unseen} never occur in training (a zero-shot "
                               f"split); a supervised classifier cannot score them. Use --set "
                               f"zero_shot=label-similarity")
-        self.x, self.feature_info = node_features(g, c.features, c.text_encoder, c.image_encoder)
-        self.edge_index = g.edge_index.long()
+        x, self.feature_info = node_features(g, c.features, c.text_encoder, c.image_encoder, device=self.device,
+                                             progress=self.progress)
+        dev = self.device
+        self.x, self.edge_index = x.to(dev), g.edge_index.long().to(dev)
         self.class_emb: torch.Tensor | None = None
         if self.unseen:  # label-similarity: the output layer maps into the class-name embedding space
             from mmbench.backbones import encode_texts
 
             names = [c.label_template.format(name=n) for n in data.class_names]
             emb, _ = encode_texts(names, c.text_encoder)
-            self.class_emb = F.normalize(emb.float(), dim=1)          # (C, D_text)
+            self.class_emb = F.normalize(emb.float(), dim=1).to(dev)  # (C, D_text)
         out_dim = self.num_classes if self.class_emb is None else self.class_emb.shape[1]
         labels = g.labels[data.train_nodes]
         train_classes = torch.tensor(sorted(data.train_classes), dtype=torch.long)
         pos = torch.full((self.num_classes,), -1, dtype=torch.long)
         pos[train_classes] = torch.arange(len(train_classes))
         keep = (labels >= 0) & (pos[labels.clamp_min(0)] >= 0)
-        self.train_nodes = data.train_nodes[keep]
-        self.train_targets = pos[labels[keep]]                     # position within train_classes
-        self.train_classes = train_classes
-        with torch.random.fork_rng(devices=[]):
+        self.train_nodes = data.train_nodes[keep].to(dev)
+        self.train_targets = pos[labels[keep]].to(dev)             # position within train_classes
+        self.train_classes = train_classes.to(dev)
+        with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(seed)
-            self.module = GNNNet(self.kind, self.x.shape[1], c.hidden, out_dim, c.layers, c.dropout, heads)
-            self._rng = torch.get_rng_state()
+            self.module = GNNNet(self.kind, self.x.shape[1], c.hidden, out_dim, c.layers, c.dropout, heads).to(dev)
+            self._rng = self._get_rng()
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self._cache: torch.Tensor | None = None
 
@@ -174,16 +176,29 @@ class GNNClassifier(ClassificationModel):
             return out
         return F.normalize(out, dim=1) @ self.class_emb.t() / self.config.temperature
 
+    # dropout draws from this model's own stream (CPU generator, plus the GPU's when on CUDA)
+    def _rng_devices(self) -> list[int]:
+        return [self.device.index or 0] if self.device.type == "cuda" else []
+
+    def _get_rng(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        gpu = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), gpu
+
+    def _set_rng(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.device)
+
     def train_epoch(self, epoch: int) -> float:
         self.module.train()
-        with torch.random.fork_rng(devices=[]):  # dropout draws from this model's own stream
-            torch.set_rng_state(self._rng)
+        with torch.random.fork_rng(devices=self._rng_devices()):
+            self._set_rng(self._rng)
             logits = self._forward(self.train_nodes)[:, self.train_classes]
             loss = F.cross_entropy(logits, self.train_targets)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
-            self._rng = torch.get_rng_state()
+            self._rng = self._get_rng()
         return float(loss.item())
 
     def begin_scoring(self) -> None:

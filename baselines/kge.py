@@ -64,7 +64,7 @@ class PyKEENModel(KGCModel):
         if c.regularizer == "none":
             kwargs["regularizer"] = None
         self.module = model_resolver.make(self.pykeen_model, triples_factory=self.factory, random_seed=seed,
-                                          **kwargs)
+                                          **kwargs).to(self.device)  # PyKEEN's loops follow the model's device
         optimizer = torch.optim.Adam(self.module.parameters(), lr=c.lr)
         if c.training_loop == "lcwa":
             self.loop = LCWATrainingLoop(model=self.module, triples_factory=self.factory, optimizer=optimizer)

@@ -40,6 +40,10 @@ from torch import nn
 from mmbench.api import ClassificationModel, ClassificationTrainingData, TrainSchedule
 from mmbench.errors import ConfigError
 from mmbench.io import sha256_hex
+from mmbench.models import lm_decode
+from mmbench.models.lm_forward import lm_hidden, model_device, unwrap
+from mmbench.models.lm_policies import build_lm
+from mmbench.models.lm_utils import collate, pad_id
 from mmbench.registry import register_model
 
 MODES = ("head", "likelihood")
@@ -53,6 +57,7 @@ class LMClsConfig(TrainSchedule):
     patience: int = 5
     mode: str = "head"                                   # head | likelihood
     lm: str = "smollm2"
+    dtype: str = "auto"                                  # fp32 | bf16 | fp16 | auto (fp32 on CPU, bf16 on GPU)
     template: str = "Node: {text}\nRelated: {neighbors}\nCategory:"
     label_template: str = " {name}"                      # continuation scored in likelihood mode
     max_neighbors: int = 4
@@ -111,78 +116,39 @@ def _prompt_ids(tok: Any, prompts: list[str], max_tokens: int) -> list[list[int]
     return [x[-max_tokens:] if len(x) > max_tokens else x for x in ids]
 
 
-def _left_padded(ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> input_ids (B, T), attention_mask (B, T), position_ids (B, T) for left-padded prompts."""
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        input_ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
-        mask[i, width - len(x):] = 1
-    return input_ids, mask, (mask.cumsum(1) - 1).clamp_min(0)
-
-
-def _batches(ids: list[list[int]], size: int) -> list[list[int]]:
-    """Index batches of prompts sorted by length (little padding)."""
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    return [order[s:s + size] for s in range(0, len(order), size)]
-
-
 @torch.no_grad()
-def prompt_representations(model: Any, tok: Any, prompts: list[str], max_tokens: int,
-                           batch_size: int) -> torch.Tensor:
-    """(P, H): the LM's last hidden states mean-pooled over each prompt's tokens."""
+def prompt_representations(model: Any, tok: Any, prompts: list[str], max_tokens: int, batch_size: int,
+                           progress: Any = None) -> torch.Tensor:
+    """(P, H) on the CPU: the LM's last hidden states mean-pooled over each prompt's tokens."""
     ids = _prompt_ids(tok, prompts, max_tokens)
-    out = torch.zeros(len(prompts), model.config.hidden_size)
-    for batch in _batches(ids, batch_size):
-        input_ids, mask, pos = _left_padded([ids[i] for i in batch], tok.pad_token_id)
-        hidden = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
-                                  use_cache=False).last_hidden_state
-        m = mask.unsqueeze(-1).float()
-        out[batch] = ((hidden * m).sum(1) / m.sum(1).clamp_min(1.0)).float()
+    dev = model_device(model)
+    out = torch.zeros(len(prompts), unwrap(model).config.hidden_size)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    bar = progress.bar(len(ids), "encode prompts", unit="prompt") if progress is not None else None
+    for s in range(0, len(order), batch_size):
+        batch = order[s:s + batch_size]
+        b = collate([[ids[i]] for i in batch], pad_token_id=pad_id(tok), padding_side="left", device=dev)
+        hidden, _, _ = lm_hidden(model, input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        m = b["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        out[batch] = ((hidden * m).sum(1) / m.sum(1).clamp_min(1.0)).float().cpu()
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     return out
 
 
-@torch.no_grad()
 def label_log_likelihoods(model: Any, tok: Any, prompts: list[str], labels: list[str], max_tokens: int,
-                          batch_size: int) -> torch.Tensor:
-    """(P, L): mean log-probability per token of each label continuation after each prompt.
-
-    One pass over the (left-padded) prompts; its key/value cache is repeated L times and a second pass
-    reads the label tokens (right-padded; padding after a label cannot affect it under causal attention).
-    """
-    ids = _prompt_ids(tok, prompts, max_tokens)
+                          batch_size: int, progress: Any = None) -> torch.Tensor:
+    """(P, L): mean log-probability per token of each label continuation after each prompt
+    (``mmbench.models.lm_decode.label_log_likelihoods`` on the tokenized prompts)."""
     lab = [tok(x, add_special_tokens=False)["input_ids"] for x in labels]
     if any(len(x) == 0 for x in lab):
         empty = [x for x, t in zip(labels, lab, strict=True) if not t]
         raise ConfigError(f"lm-cls: a label continuation has no tokens: {empty}")
-    n_lab, m_max = len(lab), max(len(x) for x in lab)
-    lab_ids = torch.full((n_lab, m_max), tok.pad_token_id, dtype=torch.long)
-    lab_mask = torch.zeros((n_lab, m_max), dtype=torch.long)
-    for j, x in enumerate(lab):
-        lab_ids[j, :len(x)], lab_mask[j, :len(x)] = torch.tensor(x), 1
-    head = model.get_output_embeddings()
-    out = torch.zeros(len(prompts), n_lab)
-    for batch in _batches(ids, batch_size):
-        b = len(batch)
-        input_ids, mask, pos = _left_padded([ids[i] for i in batch], tok.pad_token_id)
-        first = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        lp_first = F.log_softmax(head(first.last_hidden_state[:, -1]).float(), -1)     # (b, V)
-        total = lp_first[:, lab_ids[:, 0]]                                               # (b, L)
-        if m_max > 1:
-            cache = first.past_key_values
-            cache.batch_repeat_interleave(n_lab)                                         # (b*L, ...)
-            inp = lab_ids[:, :-1].repeat(b, 1)                                           # (b*L, m-1)
-            full_mask = torch.cat([mask.repeat_interleave(n_lab, 0), lab_mask[:, :-1].repeat(b, 1)], 1)
-            start = pos[:, -1:].repeat_interleave(n_lab, 0) + 1
-            rest = model.base_model(input_ids=inp, attention_mask=full_mask, past_key_values=cache,
-                                    position_ids=start + torch.arange(m_max - 1), use_cache=True)
-            lp = F.log_softmax(head(rest.last_hidden_state).float(), -1)                # (b*L, m-1, V)
-            tgt = lab_ids[:, 1:].repeat(b, 1)
-            got = lp.gather(2, tgt.unsqueeze(-1)).squeeze(-1) * lab_mask[:, 1:].repeat(b, 1)
-            total = total + got.sum(1).view(b, n_lab)
-        out[batch] = total / lab_mask.sum(1).float()
-    return out
+    ids = _prompt_ids(tok, prompts, max_tokens)
+    return lm_decode.label_log_likelihoods(model, [[x] for x in ids], lab, pad_token_id=pad_id(tok),
+                                           batch_size=batch_size, progress=progress)
 
 
 # --------------------------------------------------------------------------- adapter
@@ -194,7 +160,7 @@ class LMClassifier(ClassificationModel):
     presets = PRESETS
 
     def setup(self, data: ClassificationTrainingData, seed: int) -> None:
-        from mmbench.backbones import cached, causal_lm
+        from mmbench.backbones import cached
 
         c = self.config
         if c.mode not in MODES:
@@ -210,7 +176,10 @@ class LMClassifier(ClassificationModel):
             raise ConfigError(f"lm-cls: candidate classes {unseen} never occur in training (a zero-shot split); "
                               f"a trained head cannot score them. Use --set mode=likelihood")
         self.graph = data.graph
-        self.lm, self.tok = causal_lm(c.lm)
+        lm = build_lm(c.lm, "none", self.device, c.dtype)
+        self.lm, self.tok = lm.model, lm.tokenizer
+        self.compute_dtype, self.backbones["lm"] = lm.dtype, lm.identity
+        self.lm_key = f"{lm.identity['config_sha']}:{lm.identity['weights']}:{c.dtype}"
         self.lm_parameters = sum(p.numel() for p in self.lm.parameters())
         self.num_classes = len(data.class_names)
         self.candidates = list(data.candidate_classes)
@@ -234,8 +203,11 @@ class LMClassifier(ClassificationModel):
         self.train_rows = self.row[data.train_nodes[keep]]
         self.train_targets = pos[labels[keep]]
         self.train_classes = train_classes
+        self.reps = self.reps.to(self.device)
+        self.train_rows, self.train_targets = self.train_rows.to(self.device), self.train_targets.to(self.device)
+        self.train_classes = self.train_classes.to(self.device)
         torch.manual_seed(seed)
-        self.module = nn.Linear(self.reps.shape[1], self.num_classes)
+        self.module = nn.Linear(self.reps.shape[1], self.num_classes).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def _prompts(self, nodes: list[int]) -> list[str]:
@@ -245,9 +217,9 @@ class LMClassifier(ClassificationModel):
     def _representations(self, nodes: list[int]) -> torch.Tensor:
         c = self.config
         prompts = self._prompts(nodes)
-        return self._cached("lm-prompt-reps", [c.lm, c.max_tokens, sha256_hex(json.dumps(prompts))],
+        return self._cached("lm-prompt-reps", [self.lm_key, c.max_tokens, sha256_hex(json.dumps(prompts))],
                             lambda: prompt_representations(self.lm, self.tok, prompts, c.max_tokens,
-                                                           c.lm_batch_size))
+                                                           c.lm_batch_size, self.progress))
 
     def train_epoch(self, epoch: int) -> float:
         if self.module is None:
@@ -264,19 +236,20 @@ class LMClassifier(ClassificationModel):
         c = self.config
         if c.mode == "likelihood":
             prompts = self._prompts(nodes.tolist())
-            ll = self._cached("lm-label-loglik", [c.lm, c.max_tokens, json.dumps(self.labels),
+            ll = self._cached("lm-label-loglik", [self.lm_key, c.max_tokens, json.dumps(self.labels),
                                                   sha256_hex(json.dumps(prompts))],
                               lambda: label_log_likelihoods(self.lm, self.tok, prompts, self.labels,
-                                                            c.max_tokens, c.lm_batch_size))
-            scores = torch.full((len(nodes), self.num_classes), NOT_SCORED)
-            scores[:, self.candidates] = ll
+                                                            c.max_tokens, c.lm_batch_size, self.progress))
+            scores = torch.full((len(nodes), self.num_classes), NOT_SCORED, device=self.device)
+            scores[:, self.candidates] = ll.to(self.device)
             return scores
-        rows = self.row[nodes]
-        x = torch.empty(len(nodes), self.reps.shape[1])
+        rows = self.row[nodes.cpu()]
+        x = torch.empty(len(nodes), self.reps.shape[1], device=self.device)
         known = rows >= 0
-        x[known] = self.reps[rows[known]]
+        x[known.to(self.device)] = self.reps[rows[known].to(self.device)]
         if not bool(known.all()):  # a node outside train/valid/test: encode it now
-            x[~known] = (self._representations(nodes[~known].tolist()) - self.mean) / self.std
+            fresh = (self._representations(nodes.cpu()[~known].tolist()) - self.mean) / self.std
+            x[(~known).to(self.device)] = fresh.to(self.device)
         return self.module(x)
 
     def num_parameters(self) -> int:

@@ -11,8 +11,9 @@ the target tokens only) and decode freely (greedy, or beam search when the card 
                (by hop, unreachable ones last, then by sample position) are dropped first, and the last one
                admitted may be cut. The ``text_only`` / SA-TE ("raw") context of MMGL without images.
 
-What trains (``trainable``): ``"last:4"`` by default: the last 4 of SmolLM2's 30 decoder layers and the final
-norm (~14M of 135M parameters); ``"all"`` is a full fine-tune, ``"none"`` uses the LM zero-shot. The default is
+What trains (``trainable``, see ``mmbench.models.lm_policies``): ``"last:4"`` by default: the last 4 of SmolLM2's
+30 decoder layers and the final norm (~14M of 135M parameters); ``"all"`` is a full fine-tune, ``"none"`` uses
+the LM zero-shot, ``"lora:r=8,alpha=16"`` / ``"prefix:n=10"`` are peft's LoRA and prefix tuning. The default is
 a CPU budget choice: the backward pass then stops at layer 26, so a step costs little more than a forward
 pass, and the optimiser state stays small. The public MMGL/Graph4MM scripts freeze the LM or use PEFT
 (prefix, LoRA), i.e. they do not fine-tune it fully either.
@@ -23,15 +24,14 @@ backbone in ``setup``. ``num_parameters`` counts the whole LM.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from mmbench.api import GenerationModel, GenerationTrainingData, GraphSample, TrainSchedule
-from mmbench.backbones import causal_lm
-from mmbench.models import lm_utils
+from mmbench.models import lm_decode, lm_utils
+from mmbench.models.lm_policies import build_lm
 from mmbench.registry import register_model
 
 
@@ -45,8 +45,9 @@ class LMGenConfig(TrainSchedule):
     eval_every: int = 1
     patience: int = 2
     eval_batch_size: int = 8
-    lm: str = "smollm2"               # mmbench.backbones.causal_lm name ("tiny-llama" for tests) or local path
-    trainable: str = "last:4"         # "all" | "none" | "last:N"
+    lm: str = "smollm2"               # mmbench.backbones.causal_lm name ("tiny-llama" for tests), folder or hub name
+    trainable: str = "last:4"         # "all" | "none" | "last:N" | "lora:r=8,alpha=16" | "prefix:n=10"
+    dtype: str = "auto"               # fp32 | bf16 | fp16 | auto (fp32 on CPU, bf16 on a GPU that supports it)
     lr: float = 5e-5
     weight_decay: float = 0.01
     batch_size: int = 8
@@ -70,12 +71,11 @@ class LMGenBase(GenerationModel):
 
     def setup(self, data: GenerationTrainingData, seed: int) -> None:
         c = self.config
-        lm_utils.parse_trainable(c.trainable)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        base, self.tokenizer = causal_lm(c.lm)
-        self.module = copy.deepcopy(base)  # causal_lm returns a shared object: never train it in place
-        self.params = lm_utils.apply_trainable(self.module, c.trainable)
+        lm = build_lm(c.lm, c.trainable, self.device, c.dtype, seed)
+        self.module, self.tokenizer, self.params = lm.model, lm.tokenizer, lm.params
+        self.compute_dtype, self.backbones["lm"] = lm.dtype, lm.identity
         self.optimizer = lm_utils.make_optimizer([(self.params, c.lr)], c.weight_decay)
         self.train_prompts = [self.prompt_ids(s) for s in data.train]
         self.train_targets = [lm_utils.target_ids(self.tokenizer, t, c.max_target_tokens) for t in data.train_targets]
@@ -87,18 +87,22 @@ class LMGenBase(GenerationModel):
             return 0.0
         perm = torch.randperm(n, generator=self.generator).tolist()
         total = 0.0
+        bar = self.progress.bar(-(-n // c.batch_size), f"epoch {epoch}", unit="step")
         for s in range(0, n, c.batch_size):
             idx = perm[s: s + c.batch_size]
             batch = lm_utils.collate([[self.train_prompts[i]] for i in idx], [self.train_targets[i] for i in idx],
-                                     pad_token_id=lm_utils.pad_id(self.tokenizer), padding_side="right")
+                                     pad_token_id=lm_utils.pad_id(self.tokenizer), padding_side="right",
+                                     device=self.device)
             total += lm_utils.train_step(self.module, batch, self.optimizer, self.params, c.grad_clip) * len(idx)
+            bar.update()
+        bar.close()
         return total / n
 
     def generate(self, samples: list[GraphSample], max_new_tokens: int, num_beams: int = 1) -> list[str]:
         if not samples:
             return []
-        return lm_utils.generate_texts(self.module, self.tokenizer, [self.prompt_ids(s) for s in samples],
-                                       max_new_tokens, num_beams)
+        return lm_decode.generate_texts(self.module, self.tokenizer, [self.prompt_ids(s) for s in samples],
+                                        max_new_tokens, num_beams)
 
     def state_dict(self) -> dict[str, Any]:
         return lm_utils.trainable_state(self.module) if self.module is not None else {}

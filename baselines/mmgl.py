@@ -32,7 +32,6 @@ neighbours are omitted (not masked placeholders); no position-id embedding of ne
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +39,13 @@ import torch
 from torch import nn
 
 from mmbench.api import GenerationModel, GenerationTrainingData, GraphSample, TrainSchedule
-from mmbench.backbones import causal_lm, encode_images, encode_texts
+from mmbench.backbones import text_encoder_identity, vision_encoder_identity
+from mmbench.devices import autocast
 from mmbench.errors import ConfigError
-from mmbench.models import lm_utils
+from mmbench.models import lm_decode, lm_utils
+from mmbench.models.lm_forward import unwrap
+from mmbench.models.lm_policies import build_lm
+from mmbench.models.node_encodings import NodeEncodings
 from mmbench.registry import register_model
 
 
@@ -53,7 +56,8 @@ class MMGLConfig(TrainSchedule):
     patience: int = 2
     eval_batch_size: int = 8
     lm: str = "smollm2"
-    trainable: str = "last:4"          # the LM part: "all" | "none" | "last:N" (the projections always train)
+    trainable: str = "last:4"          # the LM part: all | none | last:N | lora:... | prefix:... (projections train)
+    dtype: str = "auto"                # fp32 | bf16 | fp16 | auto (fp32 on CPU, bf16 on a GPU that supports it)
     lr: float = 5e-5                   # LM parameters
     adapter_lr: float = 1e-4           # projections (graph4mm.md section 6: 1e-4 in the public scripts)
     weight_decay: float = 0.01
@@ -134,7 +138,6 @@ class MMGL(GenerationModel):
     # ------------------------------------------------------------------ setup
     def setup(self, data: GenerationTrainingData, seed: int) -> None:
         c = self.config
-        lm_utils.parse_trainable(c.trainable)
         if c.position_encoding not in ("laplacian", "none"):
             raise ConfigError(f"position_encoding={c.position_encoding!r}: expected 'laplacian' or 'none'")
         if c.tokens_per_neighbor < 1:
@@ -142,47 +145,27 @@ class MMGL(GenerationModel):
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.pe_generator = torch.Generator().manual_seed(seed + 1)
-        base, self.tokenizer = causal_lm(c.lm)
-        lm = copy.deepcopy(base)
-        lm_params = lm_utils.apply_trainable(lm, c.trainable)
-        hidden = lm.get_input_embeddings().weight.shape[1]
-        self._texts: dict[str, int] = {}
-        self._images: dict[str, int] = {}
-        self._text_table: torch.Tensor | None = None
-        self._image_table: torch.Tensor | None = None
-        self._encode(list(data.train) + list(data.valid) + list(data.test))
+        parts = build_lm(c.lm, c.trainable, self.device, c.dtype, seed)
+        self.tokenizer, lm_params = parts.tokenizer, parts.params
+        self.compute_dtype, self.backbones["lm"] = parts.dtype, parts.identity
+        hidden = unwrap(parts.model).get_input_embeddings().weight.shape[1]
+        self.enc = NodeEncodings(c.text_encoder if c.use_text else None, c.image_encoder if c.use_images else None,
+                                 self.device, progress=self.progress)
+        self.enc.add(list(data.train) + list(data.valid) + list(data.test))
+        if c.use_text:
+            self.backbones["text_encoder"] = text_encoder_identity(c.text_encoder).as_dict()
+        if c.use_images:
+            self.backbones["image_encoder"] = vision_encoder_identity(c.image_encoder).as_dict()
         torch.manual_seed(seed)  # again: a first (uncached) encoder load may have drawn random numbers
-        self.module = MMGLNet(lm, hidden, c.tokens_per_neighbor,
-                              self._text_table.shape[1] if c.use_text else None,
-                              self._image_table.shape[1] if c.use_images else None,
-                              c.lpe_dim if c.position_encoding == "laplacian" else None)
+        self.module = MMGLNet(parts.model, hidden, c.tokens_per_neighbor, self.enc.text_dim if c.use_text else None,
+                              self.enc.image_dim if c.use_images else None,
+                              c.lpe_dim if c.position_encoding == "laplacian" else None).to(self.device)
         self.adapter_params = self.module.adapter_parameters()
         self.params = lm_params + self.adapter_params
         self.optimizer = lm_utils.make_optimizer([(lm_params, c.lr), (self.adapter_params, c.adapter_lr)],
                                                  c.weight_decay)
         self.train_samples = list(data.train)
         self.train_targets = [lm_utils.target_ids(self.tokenizer, t, c.max_target_tokens) for t in data.train_targets]
-
-    def _encode(self, samples: list[GraphSample]) -> None:
-        """Frozen-encoder rows for every neighbour text and every image path not yet in the tables (the
-        encoders cache their outputs on disk, so a repeated run reads them back)."""
-        c = self.config
-        if c.use_text:
-            new = sorted({n.text for s in samples for n in s.nodes[1:] if n.text and n.text.strip()}
-                         - set(self._texts))
-            if new or self._text_table is None:
-                values, _ = encode_texts(new, c.text_encoder)  # an empty list still gives the width
-                start = 0 if self._text_table is None else len(self._text_table)
-                self._text_table = values if self._text_table is None else torch.cat([self._text_table, values])
-                self._texts.update({t: start + i for i, t in enumerate(new)})
-        if c.use_images:
-            new = sorted({n.image for s in samples for n in s.nodes if n.image} - set(self._images))
-            if new or self._image_table is None:
-                values, present = encode_images(new, c.image_encoder)
-                start = 0 if self._image_table is None else len(self._image_table)
-                self._image_table = values if self._image_table is None else torch.cat([self._image_table, values])
-                # a missing or unreadable file: -1, that node has no image
-                self._images.update({p: start + i if bool(present[i]) else -1 for i, p in enumerate(new)})
 
     # ------------------------------------------------------------------ inputs
     def positional_encodings(self, sample: GraphSample, training: bool) -> torch.Tensor:
@@ -194,15 +177,15 @@ class MMGL(GenerationModel):
         """(modality, table row, local node index) of each soft-token group, in input order."""
         c = self.config
         out: list[tuple[str, int, int]] = []
-        target_img = self._images.get(sample.nodes[0].image, -1) if c.use_images and sample.nodes[0].image else -1
+        target_img = self.enc.image_row(sample.nodes[0].image) if c.use_images else -1
         n_img = 1 if target_img >= 0 else 0
         n_txt = 0
         for j, node in enumerate(sample.nodes[1:], 1):
             if c.use_text and n_txt < c.max_text_neighbors and node.text and node.text.strip():
-                out.append(("text", self._texts[node.text], j))
+                out.append(("text", self.enc.text_row(node.text), j))
                 n_txt += 1
             if c.use_images and n_img < c.max_image_neighbors and node.image:
-                row = self._images.get(node.image, -1)
+                row = self.enc.image_row(node.image)
                 if row >= 0:
                     out.append(("image", row, j))
                     n_img += 1
@@ -213,20 +196,21 @@ class MMGL(GenerationModel):
     def soft_tokens(self, samples: list[GraphSample], training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """-> tokens (B, S, H) and mask (B, S) bool: each sample's soft tokens left-aligned, S = the most
         soft tokens of any sample of the batch (k per text or image item)."""
-        self._encode(samples)
+        self.enc.add(samples)
         net, k, hidden = self.module, self.config.tokens_per_neighbor, self.module.hidden
+        dev = self.device
         items = [self._items(s) for s in samples]
         groups: list[torch.Tensor] = []  # (n_items, k, H) per sample
         for s, its in zip(samples, items, strict=True):
             if not its:
-                groups.append(torch.zeros(0, k, hidden))
+                groups.append(torch.zeros(0, k, hidden, device=dev))
                 continue
             vecs = []
             for mod in ("text", "image"):
                 rows = [r for m, r, _ in its if m == mod]
                 if rows:
                     proj = net.text_proj if mod == "text" else net.image_proj
-                    table = self._text_table if mod == "text" else self._image_table
+                    table = self.enc.text_table if mod == "text" else self.enc.image_table
                     vecs.append(proj(table[rows]).view(len(rows), k, hidden))
             # back to input order: text items come first in `vecs`, restore the interleaving
             stacked = torch.cat(vecs)
@@ -234,15 +218,15 @@ class MMGL(GenerationModel):
                     [i for i, (m, _, _) in enumerate(its) if m == "image"]
             inv = torch.empty(len(order), dtype=torch.long)
             inv[torch.tensor(order)] = torch.arange(len(order))
-            g = stacked[inv]
+            g = stacked[inv.to(dev)]
             if net.lpe_proj is not None:
                 pe = self.positional_encodings(s, training)
                 nodes = torch.tensor([j for _, _, j in its])
-                g = g + net.lpe_proj(pe[nodes]).view(len(its), k, hidden)
+                g = g + net.lpe_proj(pe[nodes].to(dev)).view(len(its), k, hidden)
             groups.append(g)
         length = max((g.shape[0] * k for g in groups), default=0)
-        tokens = torch.zeros(len(samples), length, hidden)
-        mask = torch.zeros(len(samples), length, dtype=torch.bool)
+        tokens = torch.zeros(len(samples), length, hidden, device=dev)
+        mask = torch.zeros(len(samples), length, dtype=torch.bool, device=dev)
         for b, g in enumerate(groups):
             n = g.shape[0] * k
             tokens[b, :n] = g.reshape(n, hidden)
@@ -259,7 +243,7 @@ class MMGL(GenerationModel):
             parts.append([sb, text])
         return lm_utils.collate(parts, targets, pad_token_id=lm_utils.pad_id(self.tokenizer),
                                 padding_side="right" if training else "left",
-                                embed=self.module.lm.get_input_embeddings())
+                                embed=unwrap(self.module.lm).get_input_embeddings(), device=self.device)
 
     # ------------------------------------------------------------------ protocol
     def train_epoch(self, epoch: int) -> float:
@@ -270,19 +254,24 @@ class MMGL(GenerationModel):
         self.module.train()
         perm = torch.randperm(n, generator=self.generator).tolist()
         total = 0.0
+        bar = self.progress.bar(-(-n // c.batch_size), f"epoch {epoch}", unit="step")
         for s in range(0, n, c.batch_size):
             idx = perm[s: s + c.batch_size]
-            batch = self._batch([self.train_samples[i] for i in idx], [self.train_targets[i] for i in idx], True)
+            with autocast(self.device, self.compute_dtype):
+                batch = self._batch([self.train_samples[i] for i in idx], [self.train_targets[i] for i in idx], True)
             loss = lm_utils.causal_lm_loss(self.module.lm, batch)
             total += lm_utils.optimizer_step(loss, self.optimizer, self.params, c.grad_clip) * len(idx)
+            bar.update()
+        bar.close()
         return total / n
 
     @torch.no_grad()
     def generate(self, samples: list[GraphSample], max_new_tokens: int, num_beams: int = 1) -> list[str]:
         if not samples:
             return []
-        batch = self._batch(list(samples), None, training=False)
-        return lm_utils.generate_texts(self.module.lm, self.tokenizer, batch, max_new_tokens, num_beams)
+        with autocast(self.device, self.compute_dtype):
+            batch = self._batch(list(samples), None, training=False)
+        return lm_decode.generate_texts(self.module.lm, self.tokenizer, batch, max_new_tokens, num_beams)
 
     def state_dict(self) -> dict[str, Any]:
         return lm_utils.trainable_state(self.module) if self.module is not None else {}
@@ -300,6 +289,6 @@ class MMGL(GenerationModel):
                 "adapter_parameters": sum(p.numel() for p in self.adapter_params),
                 "text_encoder": c.text_encoder if c.use_text else None,
                 "image_encoder": c.image_encoder if c.use_images else None,
-                "encoded": {"texts": len(self._texts), "images": sum(v >= 0 for v in self._images.values())},
+                "encoded": self.enc.counts(),
                 "prompt_format": "[neighbour soft tokens][target image tokens]{target text}\\nSummary: -> "
                                  "{target}<eos>"}

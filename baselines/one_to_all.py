@@ -120,17 +120,18 @@ class OneToAllModel(KGCModel):
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.num_relations = data.num_relations
-        self.module = self.build(data)
+        self.module = self.build(data).to(self.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.config.lr)
         tr = data.train
         inverse = torch.stack([tr[:, 2], tr[:, 1] + data.num_relations, tr[:, 0]], 1)
-        self.queries = torch.cat([tr, inverse])  # (2N, 3): anchor, relation, answer
+        self.queries = torch.cat([tr, inverse]).to(self.device)  # (2N, 3): anchor, relation, answer
         self._cache: torch.Tensor | None = None
 
     def train_epoch(self, epoch: int) -> float:
         self.module.train()
         c = self.config
-        perm = torch.randperm(len(self.queries), generator=self.generator)
+        # drawn from the CPU generator: the same stream on every device
+        perm = torch.randperm(len(self.queries), generator=self.generator).to(self.device)
         total = 0.0
         for start in range(0, len(perm), c.batch_size):
             batch = self.queries[perm[start: start + c.batch_size]]

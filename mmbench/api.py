@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -132,6 +133,14 @@ class ModelAdapter:
 
     Subclasses set ``Config`` (a dataclass of hyperparameters with defaults) and may set ``presets``
     (task name -> config overrides, each preset commented with its source). The registry sets ``name``.
+
+    The harness sets, before ``setup``:
+      device:   where to compute (``--device``); put modules and batches there. Inputs the harness passes
+                (query batches, node ids) arrive on it; returned scores may stay on it.
+      progress: ``mmbench.progress.Progress`` for bars with an ETA (encoding, training steps); quiet under
+                ``--quiet`` and in sweeps
+    An adapter may set ``compute_dtype`` (the precision it runs in, default fp32) and fill ``backbones``
+    (role -> ``BackboneIdentity.as_dict()`` of each pretrained model it loaded); both go into the record.
     """
 
     name: ClassVar[str] = ""
@@ -141,8 +150,14 @@ class ModelAdapter:
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any | None = None):
+        from mmbench.progress import Progress
+
         self.config = config if config is not None else self.Config()
         self.module: torch.nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.progress = Progress(quiet=True)
+        self.compute_dtype = torch.float32
+        self.backbones: dict[str, dict[str, Any]] = {}
 
     # checkpointing for validation-based selection
     def state_dict(self) -> dict[str, Any]:
@@ -235,13 +250,16 @@ class SampleNode:
     text:  the node's text (for the target node of a generation sample: its input, never the answer)
     image: path of the node's image file, or None
     kind:  dataset-specific role ("section", "page", "image", "product", ...)
-    hop:   hop distance from the target node (0 for the target)
+    hop:   hop distance from the target node (0 for the target; -1 = not reachable inside the sample)
+    node:  the node's id in its graph (``MultimodalGraph`` row), so per-node tables (precomputed features)
+           can be looked up; -1 when the sample was not cut from a graph
     """
 
     text: str | None
     image: str | None
     kind: str = "node"
     hop: int = 0
+    node: int = -1
 
 
 @dataclass(frozen=True)
@@ -300,6 +318,10 @@ class ClassificationTrainingData:
     valid_nodes, test_nodes: (n,) long node ids to predict (labels held by the harness)
     class_names:  all classes; ``train_classes`` those seen in training (zero-shot splits hold out
                   the others), ``candidate_classes`` those a prediction may choose from
+    hops, max_nodes: the card's neighbourhood limits (``protocol.hops``, ``protocol.max_nodes``)
+    assemble:     node id -> ``GraphSample`` of its ``hops``-hop neighbourhood (nearest first, at most
+                  ``max_nodes`` nodes), cut from ``graph`` (so it holds no valid/test label): the same input
+                  contract generation adapters get
     """
 
     task: str
@@ -310,6 +332,16 @@ class ClassificationTrainingData:
     class_names: tuple[str, ...]
     train_classes: tuple[int, ...]
     candidate_classes: tuple[int, ...]
+    hops: int = 2
+    max_nodes: int = 16
+    assemble: Callable[[int], GraphSample] | None = None
+
+    def samples(self, nodes: torch.Tensor | Sequence[int]) -> list[GraphSample]:
+        """``assemble`` for each node (in order)."""
+        if self.assemble is None:
+            raise ValueError(f"task {self.task}: this view has no sample assembler")
+        ids = nodes.tolist() if isinstance(nodes, torch.Tensor) else list(nodes)
+        return [self.assemble(int(v)) for v in ids]
 
 
 class ClassificationModel(ModelAdapter):

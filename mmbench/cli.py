@@ -59,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           checkpoint=Path(args.checkpoint) if args.checkpoint else None,
                           save_checkpoint=Path(args.save_checkpoint) if args.save_checkpoint else None,
                           force=args.force, log_samples=args.log_samples, quiet=args.quiet,
-                          verify_data=not args.unverified_data, shards=args.shards,
+                          verify_data=not args.unverified_data, shards=args.shards, device=args.device,
                           results_dir=Path(args.results_dir) if args.results_dir else None)
         outcome = run_eval(req)
         print_summary(outcome.record, outcome.path, outcome.reused)
@@ -90,7 +90,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     report = run_sweep(spec, results_dir=Path(args.results_dir) if args.results_dir else None,
                        address=args.address, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
                        max_parallel=args.max_parallel, retries=args.retries, use_ray=not args.no_ray,
-                       verify_data=not args.unverified_data, quiet=args.quiet, shards=args.shards)
+                       verify_data=not args.unverified_data, quiet=args.quiet, shards=args.shards,
+                       device=args.device)
     return 1 if report.failed else 0
 
 
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--results-dir", help="where records go (default $MMBENCH_RESULTS or ./results)")
     ep.add_argument("--shards", type=int, default=1,
                     help="generation: decode the test split in N shards (Ray workers under `mmbench sweep`)")
+    ep.add_argument("--device", default="auto",
+                    help="auto (default: a visible GPU, else the CPU), cpu, cuda or cuda:N")
     ep.set_defaults(fn=cmd_eval)
 
     sp = sub.add_parser("sweep", help="run many (model, task, seed) jobs on Ray, then regenerate the leaderboard",
@@ -178,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-log-samples", action="store_true", help="do not keep per-sample logs")
     sp.add_argument("--shards", type=int, default=1,
                     help="generation jobs: split test decoding over N Ray workers (one GPU each with GPUs)")
+    sp.add_argument("--device", default="auto",
+                    help="auto (default: the GPU Ray assigned to the job, else the CPU), cpu or cuda")
     sp.add_argument("--unverified-data", action="store_true")
     sp.add_argument("--results-dir")
     sp.add_argument("--quiet", action="store_true")

@@ -30,20 +30,22 @@ from mmbench.errors import ConfigError
 ENCODED_SPECS = ("text", "image", "text+image", "default")
 
 
-def _text_block(graph: Any, encoder: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _text_block(graph: Any, encoder: str, device: Any = None, progress: Any = None) -> tuple[torch.Tensor,
+                                                                                            torch.Tensor]:
     from mmbench.backbones import encode_texts
 
-    values, present = encode_texts(list(graph.texts), encoder)
+    values, present = encode_texts(list(graph.texts), encoder, device=device, progress=progress)
     return F.normalize(values.float(), dim=1), present.bool()
 
 
-def _image_block(graph: Any, encoder: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _image_block(graph: Any, encoder: str, device: Any = None, progress: Any = None) -> tuple[torch.Tensor,
+                                                                                             torch.Tensor]:
     from mmbench.backbones import encode_images
 
     images = list(graph.images)
     if not any(images):  # e.g. Ele-fashion without its image archive: skip loading the encoder
         return torch.zeros(graph.num_nodes, 1280), torch.zeros(graph.num_nodes, dtype=torch.bool)
-    values, present = encode_images(images, encoder)
+    values, present = encode_images(images, encoder, device=device, progress=progress)
     return F.normalize(values.float(), dim=1), present.bool()
 
 
@@ -52,8 +54,11 @@ def _share(present: torch.Tensor) -> float:
 
 
 def node_features(graph: Any, spec: str = "text+image", text_encoder: str = "minilm",
-                  image_encoder: str = "efficientnet-lite0") -> tuple[torch.Tensor, dict[str, Any]]:
-    """-> X (N, D) float32, info (JSON-able: spec, dim, column blocks, per-modality coverage, sources).
+                  image_encoder: str = "efficientnet-lite0", device: Any = None,
+                  progress: Any = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """-> X (N, D) float32 on the CPU, info (JSON-able: spec, dim, column blocks, per-modality coverage, sources).
+
+    ``device`` runs the encoders there (outputs are cached on the CPU); ``progress`` shows encoding bars.
 
     ``info["blocks"]`` maps each block name to its [start, end) column range in X.
     """
@@ -65,11 +70,11 @@ def node_features(graph: Any, spec: str = "text+image", text_encoder: str = "min
         want_text = spec in ("text", "text+image", "default")
         want_image = spec in ("image", "text+image", "default")
         if want_text:
-            t, t_present = _text_block(graph, text_encoder)
+            t, t_present = _text_block(graph, text_encoder, device, progress)
             parts.append(("text", t))
             coverage["text"], sources["text"] = _share(t_present), text_encoder
         if want_image:
-            v, v_present = _image_block(graph, image_encoder)
+            v, v_present = _image_block(graph, image_encoder, device, progress)
             parts.append(("image", v))
             coverage["image"], sources["image"] = _share(v_present), image_encoder
         if want_text and want_image:

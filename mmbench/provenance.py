@@ -46,7 +46,7 @@ def hardware() -> dict[str, Any]:
 
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "cpu": _cpu_model(), "cuda": torch.cuda.is_available()}
+                            "cpu": cpu_model(), "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     try:
@@ -57,7 +57,7 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -15,6 +15,7 @@ import torch
 from mmbench import paths
 from mmbench.config import build_config, config_to_dict
 from mmbench.data import load_task_data
+from mmbench.devices import check_device_spec, describe_device, reset_peak_memory, resolve_device
 from mmbench.errors import ConfigError
 from mmbench.io import file_sha256
 from mmbench.jobs import JobOptions
@@ -39,6 +40,7 @@ class EvalRequest:
     verify_data: bool = True
     results_dir: Path | None = None
     shards: int = 1
+    device: str = "auto"          # auto | cpu | cuda | cuda:N (mmbench.devices)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class JobPlan:
 
 def plan(req: EvalRequest, dataset: Any = None) -> JobPlan:
     """Resolve task, model and config, load the data (unless ``dataset`` is given), compute the run key."""
+    check_device_spec(req.device)
     card = get_card(req.task)
     model_cls = get_model(req.model)
     if model_cls.family != card.family:
@@ -149,13 +152,17 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
     req, card, model_cls, config, config_dict = p.req, p.card, p.model_cls, p.config, p.config_dict
     dataset, data_hash, fingerprint, key, load_seconds, store = (p.dataset, p.data_hash, p.fingerprint, p.key,
                                                                  p.load_seconds, p.store)
+    device = resolve_device(req.device)
     seed_everything(req.seed)
     model = model_cls(config)
+    model.device, model.progress = device, progress
     t0 = time.perf_counter()
     state = torch.load(req.checkpoint, map_location="cpu", weights_only=False) if req.checkpoint else None
     options = JobOptions(log_samples=req.log_samples, checkpoint_state=state,
                          bootstrap_resamples=int(card.protocol.get("bootstrap_resamples", 1000)),
-                         bootstrap_seed=int(card.protocol.get("bootstrap_seed", 0)), shards=req.shards)
+                         bootstrap_seed=int(card.protocol.get("bootstrap_seed", 0)), shards=req.shards,
+                         device=device)
+    reset_peak_memory(device)
     outcome = family_job(card.family)(model, dataset, card, req.seed, progress, options)
     if req.save_checkpoint:
         req.save_checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +175,7 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
         "model": {"name": model_cls.name, "class": f"{model_cls.__module__}:{model_cls.__qualname__}",
                   "config": config_dict, "overrides": dict(req.overrides),
                   "num_parameters": model.num_parameters(), "details": model.describe(),
+                  "backbones": dict(getattr(model, "backbones", {}) or {}),
                   "checkpoint": str(req.checkpoint) if req.checkpoint else None},
         "task": {**card.describe(), "data_hash": data_hash, "fingerprint": fingerprint,
                  "data_verified": dataset.verified, "stats": dataset.stats(),
@@ -181,6 +189,7 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
         "training": outcome.training,
         **outcome.extra,
         "timing": {"load_seconds": round(load_seconds, 3), "wall_seconds": round(time.perf_counter() - t0, 3)},
+        "device": describe_device(device, getattr(model, "compute_dtype", None)),
         "provenance": provenance(),
         "samples_file": None,
     }

@@ -123,7 +123,7 @@ def _log_path(results_dir: Path, job: SweepJob) -> Path:
 
 
 def run_one(job: SweepJob, dataset: Any, results_dir: str, log_samples: bool, verify_data: bool,
-            threads: int | None = None, shards: int = 1) -> dict[str, Any]:
+            threads: int | None = None, shards: int = 1, device: str = "auto") -> dict[str, Any]:
     """Run one job, its output appended to its log file; returns a small summary (the record is on disk)."""
     import torch
 
@@ -138,12 +138,13 @@ def run_one(job: SweepJob, dataset: Any, results_dir: str, log_samples: bool, ve
         print(f"== {utc_now()} {job.name} (pid {os.getpid()})", flush=True)
         req = EvalRequest(model=job.model, task=job.task, seed=job.seed, overrides=dict(job.overrides),
                           log_samples=log_samples, quiet=True, verify_data=verify_data,
-                          results_dir=Path(results_dir), shards=shards)
+                          results_dir=Path(results_dir), shards=shards, device=device)
         outcome = run_eval(req, dataset=dataset)
         print(f"== finished: {outcome.path}", flush=True)
     rec = outcome.record
     return {"path": str(outcome.path), "reused": outcome.reused, "seconds": time.perf_counter() - t0,
-            "main_metric": rec["main_metric"], "value": rec["metrics"]["test"].get(rec["main_metric"])}
+            "main_metric": rec["main_metric"], "value": rec["metrics"]["test"].get(rec["main_metric"]),
+            "device": (rec.get("device") or {}).get("device")}
 
 
 def log_tail(results_dir: Path, job: SweepJob, lines: int = LOG_TAIL_LINES) -> str:
@@ -222,7 +223,18 @@ def plan_jobs(spec: SweepSpec, results_dir: Path, verify_data: bool, quiet: bool
 def run_sweep(spec: SweepSpec, results_dir: Path | None = None, address: str | None = None,
               gpus_per_job: float | None = None, cpus_per_job: float = 1, max_parallel: int | None = None,
               retries: int = 1, use_ray: bool = True, verify_data: bool = True, quiet: bool = False,
-              leaderboard: bool = True, shards: int = 1) -> SweepReport:
+              leaderboard: bool = True, shards: int = 1, device: str = "auto") -> SweepReport:
+    from mmbench.devices import check_device_spec
+
+    device = check_device_spec(device)
+    if device.startswith("cuda:"):
+        raise ConfigError(f"--device {device}: in a sweep Ray assigns each job its GPU; use --device auto or cuda")
+    if device == "cpu" and gpus_per_job:
+        raise ConfigError(f"--device cpu with --gpus-per-job {gpus_per_job:g} would reserve GPUs no job uses")
+    if device == "cpu":
+        gpus_per_job = 0.0
+    if device == "cuda" and gpus_per_job is not None and gpus_per_job < 1:
+        raise ConfigError("--device cuda needs --gpus-per-job 1 (or more): each job must get a GPU from Ray")
     results_dir = Path(results_dir or paths.results_root())
     t0 = time.perf_counter()
     todo, skipped, data = plan_jobs(spec, results_dir, verify_data, quiet)
@@ -231,7 +243,8 @@ def run_sweep(spec: SweepSpec, results_dir: Path | None = None, address: str | N
         in_process = not use_ray or max_parallel == 1
         runner = _run_in_process if in_process else _run_on_ray
         runner(todo, data, spec, results_dir, report, retries, verify_data, quiet, address=address,
-               gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, max_parallel=max_parallel, shards=shards)
+               gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, max_parallel=max_parallel, shards=shards,
+               device=device)
     report.seconds = time.perf_counter() - t0
     if leaderboard:
         from mmbench.leaderboard import write_leaderboard
@@ -250,18 +263,20 @@ def run_sweep(spec: SweepSpec, results_dir: Path | None = None, address: str | N
 def _summary(job: SweepJob, out: dict[str, Any]) -> str:
     value = out.get("value")
     shown = f"{out['main_metric'].rsplit('.', 1)[-1]} {value:.4f}" if isinstance(value, float) else "no metric"
-    return f"{job.name}: {shown} ({out['seconds']:.1f} s)"
+    where = f" on {out['device']}" if out.get("device") else ""
+    return f"{job.name}: {shown} ({out['seconds']:.1f} s{where})"
 
 
 def _run_in_process(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, results_dir: Path,
                     report: SweepReport, retries: int, verify_data: bool, quiet: bool, shards: int = 1,
-                    **_: Any) -> None:
+                    device: str = "auto", **_: Any) -> None:
     prog = Progress(len(todo), 1, quiet)
     for job in todo:
         for attempt in range(1, retries + 2):
             prog.running = 1
             try:
-                out = run_one(job, data[job.task], str(results_dir), spec.log_samples, verify_data, None, shards)
+                out = run_one(job, data[job.task], str(results_dir), spec.log_samples, verify_data, None, shards,
+                              device)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # noqa: BLE001  (a failing job must not stop the sweep)
@@ -305,7 +320,8 @@ def _ray_init(address: str | None, max_parallel: int | None) -> tuple[Any, dict[
 
 def _run_on_ray(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, results_dir: Path,
                 report: SweepReport, retries: int, verify_data: bool, quiet: bool, *, address: str | None,
-                gpus_per_job: float | None, cpus_per_job: float, max_parallel: int | None, shards: int = 1) -> None:
+                gpus_per_job: float | None, cpus_per_job: float, max_parallel: int | None, shards: int = 1,
+                device: str = "auto") -> None:
     ray, info = _ray_init(address, max_parallel)
     report.ray = info
     try:
@@ -316,6 +332,8 @@ def _run_on_ray(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, res
         if gpus_per_job > 0 and gpus < gpus_per_job:
             raise MMBenchError(f"--gpus-per-job {gpus_per_job:g} but the Ray cluster has {gpus:g} GPUs: the jobs "
                                f"would wait forever. Use --gpus-per-job 0 on CPU-only clusters.")
+        if device == "cuda" and gpus_per_job <= 0:
+            raise MMBenchError("--device cuda but the jobs get no GPU (the cluster has none, or --gpus-per-job 0)")
         parallel = max_parallel or max(1, int(cpus // cpus_per_job))
         if gpus_per_job > 0:
             # a sharded job also needs one GPU per shard for its test decoding: leave room for them
@@ -337,7 +355,7 @@ def _run_on_ray(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, res
             while queue and len(running) < parallel:
                 job, attempt = queue.pop(0)
                 ref = remote.remote(job, refs[job.task], str(results_dir), spec.log_samples, verify_data, threads,
-                                    shards)
+                                    shards, device)
                 running[ref] = (job, attempt)
             prog.running = len(running)
             ready, _ = ray.wait(list(running), num_returns=1)

@@ -15,6 +15,7 @@ from baselines.mmgl import MMGL, MMGLConfig, laplacian_pe
 from mmbench.api import GenerationTrainingData, GraphSample, SampleNode
 from mmbench.backbones import causal_lm
 from mmbench.errors import ConfigError
+from mmbench.models import lm_decode as D
 from mmbench.models import lm_utils as U
 
 
@@ -105,7 +106,7 @@ def test_soft_token_batch_and_target_only_loss(lm):
     assert keep.sum() == len(tgt[0]) + len(tgt[1])
     ref = torch.nn.functional.cross_entropy(logits[keep], lab[keep])
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
-    assert loss.item() == pytest.approx(model(**b).loss.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(model(**U.hf_inputs(b)).loss.item(), rel=1e-5)
     with pytest.raises(ValueError, match="soft tokens need"):
         U.collate([[soft[0], p[0]]], pad_token_id=0)
 
@@ -113,24 +114,24 @@ def test_soft_token_batch_and_target_only_loss(lm):
 def test_generate_returns_the_continuation_deterministically(lm):
     model, tok = lm
     prompts = [U.prompt_ids(tok, "the cat sat on the mat"), U.prompt_ids(tok, "hello")]
-    out = U.generate_texts(model, tok, prompts, max_new_tokens=6)
+    out = D.generate_texts(model, tok, prompts, max_new_tokens=6)
     assert len(out) == 2 and all(isinstance(t, str) and t for t in out)
     # continuation only: what generate appended after the (left-padded) prompt, decoded and cleaned
     batch = U.collate([[p] for p in prompts], pad_token_id=U.pad_id(tok), padding_side="left")
-    raw = model.generate(**batch, max_new_tokens=6, do_sample=False, pad_token_id=U.pad_id(tok))
+    raw = model.generate(**U.hf_inputs(batch), max_new_tokens=6, do_sample=False, pad_token_id=U.pad_id(tok))
     new = raw[:, batch["input_ids"].shape[1]:]
-    assert out == [U.clean_generation(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
-    assert out == U.generate_texts(model, tok, prompts, max_new_tokens=6)                    # deterministic
-    assert out == [U.generate_texts(model, tok, [p], 6)[0] for p in prompts]                 # padding-invariant
+    assert out == [D.clean_generation(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
+    assert out == D.generate_texts(model, tok, prompts, max_new_tokens=6)                    # deterministic
+    assert out == [D.generate_texts(model, tok, [p], 6)[0] for p in prompts]                 # padding-invariant
     # the same prompts as inputs_embeds: HF returns only the new tokens, we get the same texts
     emb = U.collate([[p] for p in prompts], pad_token_id=U.pad_id(tok), padding_side="left",
                     embed=model.get_input_embeddings())
-    assert U.generate_texts(model, tok, emb, max_new_tokens=6) == out
-    beams = U.generate_texts(model, tok, emb, max_new_tokens=6, num_beams=3)
-    assert len(beams) == 2 and beams == U.generate_texts(model, tok, prompts, 6, num_beams=3)
-    assert U.clean_generation("  first line \n second") == "first line"
+    assert D.generate_texts(model, tok, emb, max_new_tokens=6) == out
+    beams = D.generate_texts(model, tok, emb, max_new_tokens=6, num_beams=3)
+    assert len(beams) == 2 and beams == D.generate_texts(model, tok, prompts, 6, num_beams=3)
+    assert D.clean_generation("  first line \n second") == "first line"
     with pytest.raises(ValueError, match="left-padded"):
-        U.generate_texts(model, tok, U.collate([[p] for p in prompts], pad_token_id=2), 4)
+        D.generate_texts(model, tok, U.collate([[p] for p in prompts], pad_token_id=2), 4)
 
 
 def test_trainable_policies(lm):
@@ -197,8 +198,8 @@ def test_lm_state_dict_round_trip():
     m.load_state_dict(state)
     assert torch.equal(m.module(torch.tensor([[5, 6, 7]])).logits, logits_before)
     assert m.generate(TOY, max_new_tokens=5) == before
-    # the backbone's shared model object is untouched by fine-tuning
-    assert all(p.requires_grad for p in lm_model_params())
+    # the backbone's shared model object is untouched by fine-tuning (it stays frozen; its weights: below)
+    assert not any(p.requires_grad for p in lm_model_params())
     fresh = LMSubgraph(LMGenConfig(lm="tiny-llama", trainable="last:1"))
     fresh.setup(toy_data(), seed=0)
     assert fresh.generate(TOY, max_new_tokens=5) == before
@@ -253,9 +254,9 @@ def test_mmgl_soft_tokens_and_generation(mm_samples):
     assert [j for _, _, j in m._items(mm_samples[0])] == [1, 1, 2, 0]
     # neighbour 1's text tokens: its MiniLM row through text_proj plus its Laplacian PE through lpe_proj
     net = m.module
-    row = m._texts["Neighbour with a picture."]
+    row = m.enc.text_row("Neighbour with a picture.")
     pe = m.positional_encodings(mm_samples[0], training=False)
-    expect = (net.text_proj(m._text_table[row]) + net.lpe_proj(pe[1])).view(4, 64)
+    expect = (net.text_proj(m.enc.text_table[row]) + net.lpe_proj(pe[1])).view(4, 64)
     assert torch.allclose(tokens[0, :4], expect, atol=1e-6)
     out = m.generate(mm_samples, max_new_tokens=5)
     assert len(out) == 4 and all(isinstance(t, str) for t in out)

@@ -4,12 +4,14 @@ Nodes carry optional text and an optional image (a file path); edges are directe
 ("text-text", "image-image", "text-image" by default; loaders add both directions of undirected
 edges). Classification tasks fill ``labels``; generation tasks fill ``targets``. ``splits`` lists the
 target nodes of each split. Adapters never receive this object with valid/test labels or targets:
-see ``without_answers``.
+see ``without_answers``. Neighbourhoods (``k_hop``, ``sample``) come from ``mmbench.data.subgraph`` over an
+undirected CSR adjacency built once per instance.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,6 +20,8 @@ from typing import Any
 import torch
 
 from mmbench.api import FeatureSet, GraphSample, SampleNode
+from mmbench.data import subgraph
+from mmbench.data.subgraph import Adjacency
 from mmbench.io import sha256_hex
 
 EDGE_TYPES = ("text-text", "image-image", "text-image")
@@ -103,53 +107,41 @@ class MultimodalGraph:
         return out
 
     # ------------------------------------------------------------------ neighbourhoods
+    @functools.cached_property
+    def adjacency(self) -> Adjacency:
+        """Undirected CSR view of ``edge_index``, built on first use and kept on this instance (copies made
+        with ``dataclasses.replace`` or ``without_answers`` build their own; pickles leave it out)."""
+        return Adjacency.from_edge_index(self.edge_index, self.num_nodes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("adjacency", None)  # cheap to rebuild, large to ship
+        return state
+
     def k_hop(self, node: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The k-hop neighbourhood of ``node`` (edges followed in both directions).
 
-        returns subset (n,) node ids with ``node`` first, edge_index (2, m) relabelled to positions in
-        ``subset``, edge_type (m,), hops (n,) hop distance from ``node``
+        returns subset (n,) node ids, ``node`` first, then ordered by (hop, node id); edge_index (2, m) the
+        stored directed edges with both ends in ``subset`` (stored order), relabelled to positions in
+        ``subset``; edge_type (m,) theirs; hops (n,) hop distance from ``node``
         """
-        from torch_geometric.utils import k_hop_subgraph, to_undirected
-
-        ei = to_undirected(self.edge_index, num_nodes=self.num_nodes) if self.edge_index.numel() else self.edge_index
-        subset, _, _, _ = k_hop_subgraph(node, k, ei, relabel_nodes=False, num_nodes=self.num_nodes)
-        subset = torch.cat([torch.tensor([node]), subset[subset != node]])
-        hops = _bfs_hops(ei, node, subset, k)
-        order = torch.argsort(hops * (self.num_nodes + 1) + torch.arange(len(subset)), stable=True)
-        subset, hops = subset[order], hops[order]
-        pos = torch.full((self.num_nodes,), -1, dtype=torch.long)
-        pos[subset] = torch.arange(len(subset))
-        keep = (pos[self.edge_index[0]] >= 0) & (pos[self.edge_index[1]] >= 0)
-        return subset, pos[self.edge_index[:, keep]], self.edge_type[keep], hops
+        return self._neighbourhood(node, k, None)
 
     def sample(self, node: int, k: int, max_nodes: int, hide_target_text: bool = False) -> GraphSample:
-        """A ``GraphSample`` for ``node``: its k-hop neighbourhood, nearest first, at most ``max_nodes``."""
-        subset, ei, et, hops = self.k_hop(node, k)
-        if len(subset) > max_nodes:
-            subset, hops = subset[:max_nodes], hops[:max_nodes]
-            keep = (ei[0] < max_nodes) & (ei[1] < max_nodes)
-            ei, et = ei[:, keep], et[keep]
+        """A ``GraphSample`` for ``node``: the first ``max_nodes`` nodes of ``k_hop(node, k)`` and the stored
+        edges among them (stored order); each ``SampleNode`` records its graph id in ``node``."""
+        subset, ei, et, hops = self._neighbourhood(node, k, max_nodes)
         nodes = tuple(SampleNode(text=None if (hide_target_text and i == 0) else self.texts[v],
-                                 image=self.images[v], kind=self.kinds[v], hop=int(h))
+                                 image=self.images[v], kind=self.kinds[v], hop=h, node=v)
                       for i, (v, h) in enumerate(zip(subset.tolist(), hops.tolist(), strict=True)))
         return GraphSample(id=str(node), nodes=nodes, edge_index=ei, edge_type=et,
                            edge_type_names=self.edge_type_names)
 
-
-def _bfs_hops(edge_index: torch.Tensor, source: int, subset: torch.Tensor, k: int) -> torch.Tensor:
-    """Hop distance from ``source`` for each node of ``subset`` (k + 1 if farther, which k_hop excludes)."""
-    n = int(max(int(subset.max()), int(edge_index.max()) if edge_index.numel() else 0)) + 1
-    dist = torch.full((n,), k + 1, dtype=torch.long)
-    dist[source] = 0
-    frontier = torch.zeros(n, dtype=torch.bool)
-    frontier[source] = True
-    for h in range(1, k + 1):
-        nxt = torch.zeros(n, dtype=torch.bool)
-        nxt[edge_index[1][frontier[edge_index[0]]]] = True
-        nxt &= dist > h
-        dist[nxt] = h
-        frontier = nxt
-    return dist[subset]
+    def _neighbourhood(self, node: int, k: int,
+                       max_nodes: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        subset, ids, ei, hops = subgraph.k_hop(self.adjacency, node, k, max_nodes)
+        return (torch.from_numpy(subset), torch.from_numpy(ei), self.edge_type[torch.from_numpy(ids)],
+                torch.from_numpy(hops))
 
 
 @dataclass

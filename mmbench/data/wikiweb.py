@@ -114,12 +114,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mmbench.api import GraphSample, SampleNode
 from mmbench.data import register_loader, register_preparer
 from mmbench.data.graph import EDGE_TYPES, GraphTaskData, MultimodalGraph
 from mmbench.data.kg import dataset_dir, missing_data_message
+from mmbench.data.subgraph import bfs_edge_list
 from mmbench.data.tfrecord import ProtoError, SequenceExample, decode_sequence_example, read_records
 from mmbench.errors import ConfigError, DataError
 from mmbench.io import atomic_write_bytes, file_sha256, sha256_hex
@@ -957,7 +959,8 @@ class Assembler:
         ids = [v for v, _ in chosen]
         pos = {v: i for i, v in enumerate(ids)}
         hops = self._hops(page, node)
-        nodes = tuple(SampleNode(text=t, image=G.images[v], kind=G.kinds[v], hop=hops.get(v, -1)) for v, t in chosen)
+        nodes = tuple(SampleNode(text=t, image=G.images[v], kind=G.kinds[v], hop=hops.get(v, -1), node=v)
+                      for v, t in chosen)
         local = [(pos[u], pos[v], t) for u, v, t in page.edges if u in pos and v in pos]
         edge_index = torch.tensor([[a for a, _, _ in local], [b for _, b, _ in local]], dtype=torch.long).reshape(2, -1)
         if edge_index.numel():
@@ -968,17 +971,7 @@ class Assembler:
 
     @staticmethod
     def _hops(page: _PageNodes, source: int) -> dict[int, int]:
-        adj: dict[int, list[int]] = collections.defaultdict(list)
-        for u, v, _ in page.edges:
-            adj[u].append(v)
-        dist = {source: 0}
-        frontier = [source]
-        while frontier:
-            nxt = []
-            for u in frontier:
-                for v in adj[u]:
-                    if v not in dist:
-                        dist[v] = dist[u] + 1
-                        nxt.append(v)
-            frontier = nxt
-        return dist
+        """BFS distance from ``source`` over the page's edges (stored both ways, so following them both ways
+        changes nothing); {global node id: hop} for the nodes reachable from ``source``."""
+        ei = np.array([[u for u, _, _ in page.edges], [v for _, v, _ in page.edges]], dtype=np.int64)
+        return bfs_edge_list(ei, source)

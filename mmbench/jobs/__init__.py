@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 
 @dataclass
 class JobOptions:
@@ -17,6 +19,7 @@ class JobOptions:
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
     shards: int = 1          # generation: split the test decoding over this many workers (Ray when running)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))   # the adapter's device
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -25,16 +26,20 @@ def training_view(data: GraphTaskData) -> ClassificationTrainingData:
     train_classes = tuple(g.meta.get("train_classes") or range(n_cls))
     candidates = tuple(g.meta.get("candidate_classes") or range(n_cls))
     train = g.splits["train"]
-    return ClassificationTrainingData(task=data.task, graph=g.without_answers(train), train_nodes=train.clone(),
+    free = g.without_answers(train)
+    return ClassificationTrainingData(task=data.task, graph=free, train_nodes=train.clone(),
                                       valid_nodes=g.splits.get("valid", train[:0]).clone(),
                                       test_nodes=g.splits["test"].clone(), class_names=g.class_names,
-                                      train_classes=train_classes, candidate_classes=candidates)
+                                      train_classes=train_classes, candidate_classes=candidates,
+                                      hops=data.hops, max_nodes=data.max_nodes,
+                                      assemble=functools.partial(free.sample, k=data.hops, max_nodes=data.max_nodes))
 
 
 def predict_classes(model: ClassificationModel, nodes: torch.Tensor, num_classes: int, candidates: tuple[int, ...],
                     split: str, batch_size: int, progress: Progress) -> np.ndarray:
     """Argmax over the candidate classes of the adapter's scores; every batch is checked."""
     cand = torch.tensor(candidates, dtype=torch.long)
+    dev = getattr(model, "device", torch.device("cpu"))
     out = []
     model.begin_scoring()
     bar = progress.bar(-(-len(nodes) // batch_size), f"predict {split}", unit="batch")
@@ -42,7 +47,7 @@ def predict_classes(model: ClassificationModel, nodes: torch.Tensor, num_classes
         for b, s in enumerate(range(0, len(nodes), batch_size)):
             chunk = nodes[s:s + batch_size]
             with torch.no_grad():
-                scores = model.predict(chunk)
+                scores = model.predict(chunk.to(dev))
             where = f"{type(model).__name__}.predict (batch {b}, {split} split)"
             if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (len(chunk), num_classes):
                 shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__

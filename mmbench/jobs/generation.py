@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from mmbench.api import GenerationModel, GenerationTrainingData, GraphSample
 from mmbench.data.graph import GraphTaskData
 from mmbench.errors import AdapterError, ConfigError
@@ -54,9 +56,14 @@ def decode(model: GenerationModel, samples: list[GraphSample], split: str, max_n
 
 
 def _decode_shard(model_cls: type, config: object, view: GenerationTrainingData, seed: int, state: dict,
-                  samples: list[GraphSample], max_new_tokens: int, num_beams: int, batch_size: int) -> list[str]:
-    """One shard: rebuild the adapter, load the selected state, decode its samples."""
+                  samples: list[GraphSample], max_new_tokens: int, num_beams: int, batch_size: int,
+                  device: str = "auto") -> list[str]:
+    """One shard: rebuild the adapter on ``device`` (a spec: a Ray shard resolves its own GPU), load the
+    selected state, decode its samples."""
+    from mmbench.devices import resolve_device
+
     model = model_cls(config)
+    model.device = resolve_device(device)
     model.setup(view, seed)
     model.load_state_dict(state)
     return decode(model, samples, "test", max_new_tokens, num_beams, batch_size, Progress(quiet=True))
@@ -69,20 +76,23 @@ def sharded_decode(model: GenerationModel, view: GenerationTrainingData, seed: i
     cluster has GPUs); otherwise the shards run one after another here. Either way every shard rebuilds the
     adapter from its config and the selected state, so the merged predictions equal an unsharded run's."""
     parts = [samples[i::shards] for i in range(shards)]
-    state = model.state_dict()
+    state = {k: v.cpu() if hasattr(v, "cpu") else v for k, v in model.state_dict().items()}
     args = (type(model), model.config, view, seed, state)
     try:
         import ray
         on_ray = ray.is_initialized()
     except ImportError:
         on_ray = False
+    on_gpu = getattr(model, "device", torch.device("cpu")).type == "cuda"
     if on_ray:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        gpus = 1 if on_gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(_decode_shard).options(num_gpus=gpus, num_cpus=1)
         refs = [ray.put(a) for a in args]
-        outs = ray.get([remote.remote(*refs, part, max_new_tokens, num_beams, batch_size) for part in parts])
+        spec = "auto" if gpus else "cpu"
+        outs = ray.get([remote.remote(*refs, part, max_new_tokens, num_beams, batch_size, spec) for part in parts])
     else:
-        outs = [_decode_shard(*args, part, max_new_tokens, num_beams, batch_size) for part in parts]
+        here = str(getattr(model, "device", "cpu"))
+        outs = [_decode_shard(*args, part, max_new_tokens, num_beams, batch_size, here) for part in parts]
     merged: list[str] = [""] * len(samples)
     for i, out in enumerate(outs):
         merged[i::shards] = out

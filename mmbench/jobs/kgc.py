@@ -36,18 +36,20 @@ def check_scores(out: Any, expected_rows: int, num_entities: int, where: str) ->
 
 
 def score_fns(model: KGCModel, num_entities: int, split: str) -> dict[str, ScoreFn]:
-    """Wrap the adapter's two methods so every batch is checked and moved to the CPU."""
+    """Wrap the adapter's two methods: query batches go to the adapter's device, every returned batch is
+    checked and comes back to the CPU for ranking."""
     name = type(model).__name__
+    dev = getattr(model, "device", torch.device("cpu"))
 
     def tails(anchor: torch.Tensor, rel: torch.Tensor, b: int) -> torch.Tensor:
         with torch.no_grad():
-            out = model.score_tails(anchor, rel)
+            out = model.score_tails(anchor.to(dev), rel.to(dev))
         return check_scores(out, len(anchor), num_entities, f"{name}.score_tails (batch {b}, {split} split)") \
             .detach().cpu().clone()
 
     def heads(anchor: torch.Tensor, rel: torch.Tensor, b: int) -> torch.Tensor:
         with torch.no_grad():
-            out = model.score_heads(rel, anchor)
+            out = model.score_heads(rel.to(dev), anchor.to(dev))
         return check_scores(out, len(anchor), num_entities, f"{name}.score_heads (batch {b}, {split} split)") \
             .detach().cpu().clone()
 

@@ -1,5 +1,7 @@
-"""Helpers shared by the causal-LM generation adapters (``lm-node``, ``lm-subgraph``, ``mmgl``; Graph4MM and
-VW-LMM adapters reuse them).
+"""Prompts, batches, the target-only loss and training steps shared by mmbench's causal-LM adapters
+(``lm-node``, ``lm-subgraph``, ``mmgl``, ``lm-cls``, Graph4MM, VW-LMM). Decoding and class-name scoring live in
+``mmbench.models.lm_decode``, the forward pass in ``mmbench.models.lm_forward``, what trains in
+``mmbench.models.lm_policies``.
 
 Prompt format. Plain text, no chat template: ``"{context}\\nSummary:"`` followed by the target as
 ``" {target}"`` and EOS. Every adapter fine-tunes the LM (or at least input adapters) on this format, so the
@@ -11,18 +13,11 @@ Batches (one sample = a list of *parts*):
   * a token-id part: ``list[int]`` or a 1-D long tensor;
   * a soft-token part: a float tensor (n, hidden) placed as is into ``inputs_embeds`` (prepended or spliced
     anywhere between token parts, e.g. MMGL's neighbour tokens or image tokens).
-``collate`` pads (right for training, left for generation) and returns ``input_ids`` when every part is
-token ids and no embedding layer is forced, else ``inputs_embeds``; with targets it appends target + EOS and
-sets ``labels`` to -100 everywhere except on the target tokens (and the EOS). The loss is computed on those
-positions only (graph4mm.md section 9 #9: never on prompt or padding).
-
-Generation (``generate_texts``) always decodes freely with Hugging Face ``generate``: greedy for
-``num_beams == 1``, beam search otherwise, no sampling. It returns the continuation only (with ``input_ids``
-the prompt is sliced off; with ``inputs_embeds`` transformers 5 returns only the new tokens), decoded with
-``skip_special_tokens``, stripped and cut at the first newline.
-
-Trainable policies (``apply_trainable``): ``"all"`` full fine-tune; ``"last:N"`` the last N decoder layers and
-the final norm; ``"none"`` the LM is frozen (only the adapter's own modules train).
+``collate`` pads (right for training, left for generation), puts the batch on a device and returns
+``input_ids`` when every part is token ids and no embedding layer is given, else ``inputs_embeds``, plus
+``soft_mask`` (B, T) bool: True at positions that came from soft-token parts (VW-LMM puts a loss there). With
+targets it appends target + EOS and sets ``labels`` to -100 everywhere except on the target tokens (and the
+EOS). The loss is computed on those positions only, never on prompt, soft tokens or padding.
 """
 
 from __future__ import annotations
@@ -35,11 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbench.errors import ConfigError
+from mmbench.models.lm_forward import logits_at
+from mmbench.models.lm_policies import (  # noqa: F401  (re-exported: adapters import them from here)
+    TRAINABLE_HELP,
+    apply_trainable,
+    decoder_layers,
+    final_norm,
+    parse_trainable,
+    prepare_lm,
+)
 
 PROMPT_SUFFIX = "\nSummary:"
 IGNORE_INDEX = -100
-TRAINABLE_HELP = "'all', 'none' or 'last:N' (N >= 1: the last N decoder layers and the final norm)"
 
 Part = Sequence[int] | torch.Tensor
 
@@ -136,15 +138,19 @@ def _as_ids(part: Part) -> torch.Tensor | None:
 
 
 def collate(samples: Sequence[Sequence[Part]], targets: Sequence[Sequence[int]] | None = None, *,
-            pad_token_id: int, padding_side: str = "right", embed: nn.Module | None = None) -> dict[str, torch.Tensor]:
+            pad_token_id: int, padding_side: str = "right", embed: nn.Module | None = None,
+            device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
     """Pad a batch of part lists (see the module docstring) into model inputs.
 
     samples: B lists of parts (token ids or (n, hidden) soft tokens), the prompt of each sample
     targets: B lists of target ids (EOS included, see ``target_ids``) appended after the prompt; gives
              ``labels`` (B, T): -100 on prompt, soft tokens and padding, the target ids elsewhere
     embed:   the LM's input embedding; needed when a sample has soft tokens. Given, the batch carries
-             ``inputs_embeds`` (B, T, hidden) (padding rows are zeros) instead of ``input_ids``
-    -> dict with ``input_ids`` (B, T) or ``inputs_embeds``, ``attention_mask`` (B, T) long, [``labels``]
+             ``inputs_embeds`` (B, T, hidden) in the embedding's dtype (padding rows are zeros) instead of
+             ``input_ids``
+    device:  where the batch goes (default: the embedding's device, else the CPU)
+    -> dict with ``input_ids`` (B, T) or ``inputs_embeds``, ``attention_mask`` (B, T) long, ``soft_mask`` (B, T)
+       bool, [``labels`` (B, T)]
     """
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -153,38 +159,43 @@ def collate(samples: Sequence[Sequence[Part]], targets: Sequence[Sequence[int]] 
     soft = any(_as_ids(p) is None for s in samples for p in s)
     if soft and embed is None:
         raise ValueError("samples with soft tokens need the LM's input embedding (embed=...)")
+    weight = getattr(embed, "weight", None) if embed is not None else None
+    dev = torch.device(device) if device is not None else (weight.device if weight is not None
+                                                           else torch.device("cpu"))
     use_embeds = embed is not None
     seqs: list[torch.Tensor] = []   # (L,) ids or (L, hidden) embeddings per sample
     labels: list[torch.Tensor] = []
+    softs: list[torch.Tensor] = []
     for b, parts in enumerate(samples):
         pieces: list[torch.Tensor] = []
+        is_soft: list[torch.Tensor] = []
         for p in parts:
             ids = _as_ids(p)
-            if use_embeds:
-                weight = embed.weight if hasattr(embed, "weight") else None
-                if ids is None:
-                    pieces.append(p if weight is None else p.to(weight.dtype))
-                elif ids.numel():
-                    pieces.append(embed(ids.to(weight.device if weight is not None else ids.device)))
+            if ids is None:
+                pieces.append(p.to(device=dev, dtype=weight.dtype if weight is not None else p.dtype))
+                is_soft.append(torch.ones(p.shape[0], dtype=torch.bool))
             elif ids.numel():
-                pieces.append(ids)
+                pieces.append(embed(ids.to(dev)) if use_embeds else ids)
+                is_soft.append(torch.zeros(ids.numel(), dtype=torch.bool))
         n_prompt = sum(x.shape[0] for x in pieces)
         lab = [torch.full((n_prompt,), IGNORE_INDEX, dtype=torch.long)]
         if targets is not None:
             t = torch.tensor(list(targets[b]), dtype=torch.long)
-            pieces.append(embed(t.to(embed.weight.device)) if use_embeds else t)
+            pieces.append(embed(t.to(dev)) if use_embeds else t)
+            is_soft.append(torch.zeros(t.numel(), dtype=torch.bool))
             lab.append(t)
         if not pieces:
             raise ValueError(f"sample {b} of the batch is empty")
         seqs.append(torch.cat(pieces))
         labels.append(torch.cat(lab))
+        softs.append(torch.cat(is_soft))
     length = max(s.shape[0] for s in seqs)
     bsz = len(seqs)
     mask = torch.zeros(bsz, length, dtype=torch.long)
+    soft_mask = torch.zeros(bsz, length, dtype=torch.bool)
     lab_out = torch.full((bsz, length), IGNORE_INDEX, dtype=torch.long)
     if use_embeds:
-        ref = seqs[0]
-        out = ref.new_zeros(bsz, length, ref.shape[1])
+        out = seqs[0].new_zeros(bsz, length, seqs[0].shape[1])
     else:
         out = torch.full((bsz, length), pad_token_id, dtype=torch.long)
     for b, s in enumerate(seqs):
@@ -192,101 +203,51 @@ def collate(samples: Sequence[Sequence[Part]], targets: Sequence[Sequence[int]] 
         sl = slice(length - n, length) if padding_side == "left" else slice(0, n)
         out[b, sl] = s
         mask[b, sl] = 1
+        soft_mask[b, sl] = softs[b]
         lab_out[b, sl] = labels[b]
-    batch = {"inputs_embeds" if use_embeds else "input_ids": out, "attention_mask": mask}
+    batch = {"inputs_embeds" if use_embeds else "input_ids": out.to(dev), "attention_mask": mask.to(dev),
+             "soft_mask": soft_mask.to(dev)}
     if targets is not None:
-        batch["labels"] = lab_out
+        batch["labels"] = lab_out.to(dev)
     return batch
 
 
+HF_KEYS = ("input_ids", "inputs_embeds", "attention_mask", "labels")
+
+
+def hf_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keys of a ``collate`` batch that a Hugging Face model's ``forward``/``generate`` accepts."""
+    return {k: v for k, v in batch.items() if k in HF_KEYS}
+
+
 def text_batch(tokenizer: Any, prompts: Sequence[Sequence[int]], targets: Sequence[str] | None = None, *,
-               max_target_tokens: int | None = None, padding_side: str = "right") -> dict[str, torch.Tensor]:
+               max_target_tokens: int | None = None, padding_side: str = "right",
+               device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
     """Token-only batch from prompt ids (see ``prompt_ids``) and optional target texts."""
     tgt = None if targets is None else [target_ids(tokenizer, t, max_target_tokens) for t in targets]
-    return collate([[p] for p in prompts], tgt, pad_token_id=pad_id(tokenizer), padding_side=padding_side)
+    return collate([[p] for p in prompts], tgt, pad_token_id=pad_id(tokenizer), padding_side=padding_side,
+                   device=device)
 
 
 # --------------------------------------------------------------------------- loss and training
-def _fast_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    """(decoder, lm_head) when the LM's logits are a plain Linear of the decoder's last hidden state."""
-    if type(model).__name__ not in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                                    "Qwen3ForCausalLM", "OPTForCausalLM", "GPTNeoXForCausalLM"):
-        return None
-    try:
-        dec, head = model.get_decoder(), model.get_output_embeddings()
-    except (AttributeError, NotImplementedError):
-        return None
-    return (dec, head) if isinstance(head, nn.Linear) else None
+def target_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """labels (B, T) -> (rows, cols, next ids): position (rows[i], cols[i]) predicts target token ids[i]."""
+    shifted = labels[:, 1:]
+    rows, cols = (shifted != IGNORE_INDEX).nonzero(as_tuple=True)
+    return rows, cols, shifted[rows, cols]
 
 
 def causal_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy over the positions whose label is not -100 (target tokens only).
 
-    For LLaMA-like models the vocabulary projection runs only on those positions (the prompt's logits,
-    a (B, T, vocab) tensor, are never materialised); otherwise the model's full logits are used.
+    Where the LM's logits are a plain linear map (``lm_forward.plain_head``) the vocabulary projection runs
+    only on those positions; the prompt's (B, T, vocab) logits are never materialised.
     """
-    labels = batch["labels"]
-    shifted = labels[:, 1:]
-    keep = shifted != IGNORE_INDEX
-    if not bool(keep.any()):
+    rows, cols, ids = target_positions(batch["labels"])
+    if rows.numel() == 0:
         raise ValueError("the batch has no target tokens (every label is -100)")
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    fast = _fast_head(model)
-    if fast is not None:
-        dec, head = fast
-        hidden = dec(**inputs, use_cache=False).last_hidden_state[:, :-1]
-        logits = head(hidden[keep])
-    else:
-        logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
-    return F.cross_entropy(logits.float(), shifted[keep])
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    dec = model.get_decoder() if hasattr(model, "get_decoder") else model
-    for name in ("layers", "h", "block", "blocks"):
-        layers = getattr(dec, name, None)
-        if isinstance(layers, nn.ModuleList):
-            return layers
-    raise ConfigError(f"cannot find the decoder layers of {type(model).__name__} for trainable='last:N'")
-
-
-def final_norm(model: nn.Module) -> nn.Module | None:
-    dec = model.get_decoder() if hasattr(model, "get_decoder") else model
-    for name in ("norm", "final_layer_norm", "ln_f", "final_layernorm"):
-        m = getattr(dec, name, None)
-        if isinstance(m, nn.Module):
-            return m
-    return None
-
-
-def parse_trainable(policy: str) -> tuple[str, int]:
-    """``"all"`` -> ("all", 0), ``"none"`` -> ("none", 0), ``"last:4"`` -> ("last", 4)."""
-    p = str(policy).strip().lower()
-    if p in ("all", "none"):
-        return p, 0
-    if p.startswith("last:"):
-        try:
-            n = int(p[5:])
-        except ValueError:
-            n = 0
-        if n >= 1:
-            return "last", n
-    raise ConfigError(f"trainable={policy!r}: expected {TRAINABLE_HELP}")
-
-
-def apply_trainable(model: nn.Module, policy: str) -> list[nn.Parameter]:
-    """Set ``requires_grad`` on ``model`` per the policy; returns the trainable parameters."""
-    kind, n = parse_trainable(policy)
-    for p in model.parameters():
-        p.requires_grad_(kind == "all")
-    if kind == "last":
-        layers = decoder_layers(model)
-        for layer in list(layers)[-n:]:
-            layer.requires_grad_(True)
-        norm = final_norm(model)
-        if norm is not None:
-            norm.requires_grad_(True)
-    return [p for p in model.parameters() if p.requires_grad]
+    logits = logits_at(model, dict(batch), rows, cols)
+    return F.cross_entropy(logits, ids.to(logits.device))
 
 
 def make_optimizer(groups: Iterable[tuple[Iterable[nn.Parameter], float]], weight_decay: float,
@@ -336,40 +297,3 @@ def load_trainable_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)
-
-
-# --------------------------------------------------------------------------- generation
-def clean_generation(text: str) -> str:
-    """Strip, then keep the text before the first newline."""
-    return text.strip().split("\n", 1)[0].strip()
-
-
-@torch.no_grad()
-def generate_texts(model: nn.Module, tokenizer: Any, prompts: Sequence[Sequence[int]] | Mapping[str, torch.Tensor],
-                   max_new_tokens: int, num_beams: int = 1) -> list[str]:
-    """Decode freely: greedy (``num_beams == 1``) or beam search; the continuation only, one str per sample.
-
-    prompts: B prompt id lists (left-padded here), or a batch from ``collate(..., padding_side="left")`` with
-             ``input_ids`` or ``inputs_embeds`` and ``attention_mask``
-    """
-    if isinstance(prompts, Mapping):
-        batch = dict(prompts)
-    else:
-        batch = collate([[p] for p in prompts], pad_token_id=pad_id(tokenizer), padding_side="left")
-    batch.pop("labels", None)
-    mask = batch["attention_mask"]
-    if mask.shape[0] == 0:
-        return []
-    if bool((mask[:, -1] == 0).any()):
-        raise ValueError("generation batches must be left-padded (the last position of every row must be real)")
-    was_training = model.training
-    model.eval()
-    try:
-        out = model.generate(**batch, max_new_tokens=int(max_new_tokens), num_beams=int(num_beams),
-                             do_sample=False, early_stopping=num_beams > 1, pad_token_id=pad_id(tokenizer),
-                             eos_token_id=int(tokenizer.eos_token_id))
-    finally:
-        model.train(was_training)
-    if "input_ids" in batch:  # decoder-only generate returns prompt + continuation for input_ids
-        out = out[:, batch["input_ids"].shape[1]:]
-    return [clean_generation(t) for t in tokenizer.batch_decode(out, skip_special_tokens=True)]

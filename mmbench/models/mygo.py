@@ -259,14 +259,14 @@ class MyGO(KGCModel):
         self.txt_tokens = text_tokens(data.modalities, c.max_txt_tokens, c.text_backbone, c.keep_stopwords,
                                       c.keep_special_tokens) if c.max_txt_tokens > 0 else None
         self.num_entities, self.num_relations = data.num_entities, data.num_relations
-        self.module = MyGONet(data, c, self.vis_tokens, self.txt_tokens)
+        self.module = MyGONet(data, c, self.vis_tokens, self.txt_tokens).to(self.device)
         params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(self.optimizer, T_0=c.restart_period,
                                                                               T_mult=2)
         tr = data.train
-        self.tail_queries = tr.clone()                                                     # (h, r) -> t
-        self.head_queries = torch.stack([tr[:, 2], tr[:, 1] + data.num_relations, tr[:, 0]], 1)  # (t, r+R) -> h
+        self.tail_queries = tr.clone().to(self.device)                                     # (h, r) -> t
+        self.head_queries = torch.stack([tr[:, 2], tr[:, 1] + data.num_relations, tr[:, 0]], 1).to(self.device)
         self._cache: torch.Tensor | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -281,9 +281,10 @@ class MyGO(KGCModel):
         if self.config.both_directions:
             q = torch.cat([self.tail_queries, self.head_queries])
         else:  # MyGO: each triple masks its head or its tail with probability 0.5, re-drawn every epoch
-            side = torch.rand(len(self.tail_queries), generator=self.generator) < 0.5
+            side = (torch.rand(len(self.tail_queries), generator=self.generator) < 0.5).to(self.device)
             q = torch.where(side[:, None], self.head_queries, self.tail_queries)
-        return q[torch.randperm(len(q), generator=self.generator)]
+        # random draws from the CPU generator: the same stream on every device
+        return q[torch.randperm(len(q), generator=self.generator).to(self.device)]
 
     def train_epoch(self, epoch: int) -> float:
         c, net = self.config, self.module
@@ -297,7 +298,7 @@ class MyGO(KGCModel):
             logits = net.logits(ents, batch[:, 0], batch[:, 1])
             loss = F.cross_entropy(logits, batch[:, 2], label_smoothing=c.label_smoothing)
             if c.use_fgcl and c.mu > 0:
-                rows = torch.randperm(self.num_entities, generator=self.generator)[:c.fgcl_samples]
+                rows = torch.randperm(self.num_entities, generator=self.generator)[:c.fgcl_samples].to(self.device)
                 loss = loss + c.mu * fgcl_loss(ents[rows], net.views(rows), c.fgcl_temperature)
             self.optimizer.zero_grad()
             loss.backward()
