@@ -76,6 +76,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # tasks/ele-fashion-zs.yaml protocol.zero_shot: valid/test classes never occur in training, so only
     # the zero-shot likelihood mode can score them
     "ele-fashion-zs": {"mode": "likelihood"},
+    # tasks/synth-cls-zs.yaml protocol.zero_shot: the same reason
+    "synth-cls-zs": {"mode": "likelihood"},
 }
 
 

@@ -39,12 +39,13 @@ def cmd_list(args: argparse.Namespace) -> int:
             if not present or args.verbose:
                 print(f"{'':<{width}}  {'':<14}          data: {detail}")
     else:
-        from mmbench.registry import all_models
+        from mmbench.registry import all_models, model_families
 
         models = all_models()
         width = max((len(n) for n in models), default=4)
         for name, cls in models.items():
-            print(f"{name:<{width}}  {cls.family:<14} {cls.description}")
+            families = ", ".join(model_families(name)) or cls.family
+            print(f"{name:<{width}}  {families:<14} {cls.description}")
     return 0
 
 

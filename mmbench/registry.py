@@ -21,8 +21,11 @@ from mmbench.errors import ConfigError, closest
 from mmbench.io import file_sha256, sha256_hex
 
 _MODELS: dict[str, type[ModelAdapter]] = {}
+# one name may serve several task families (e.g. graph4mm: generation and classification): (name, family) -> class
+_BY_FAMILY: dict[tuple[str, str], type[ModelAdapter]] = {}
 _BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat", "mmbench.models.mygo",
-                    "baselines.gnn", "baselines.lm_cls", "baselines.lm_gen", "baselines.mmgl")
+                    "baselines.gnn", "baselines.lm_cls", "baselines.lm_gen", "baselines.mmgl",
+                    "mmbench.models.graph4mm", "baselines.labelprop")
 _loaded = False
 
 
@@ -32,10 +35,13 @@ def register_model(name: str):
     def deco(cls: type[ModelAdapter]) -> type[ModelAdapter]:
         if not (inspect.isclass(cls) and issubclass(cls, ModelAdapter)):
             raise TypeError(f"@register_model({name!r}) must decorate a ModelAdapter subclass")
-        if name in _MODELS and _MODELS[name] is not cls:
-            raise ValueError(f"model name {name!r} is already registered by {_MODELS[name].__module__}")
+        key = (name, cls.family)
+        if key in _BY_FAMILY and _BY_FAMILY[key] is not cls:
+            raise ValueError(f"model name {name!r} is already registered for the {cls.family or 'family-less'} "
+                             f"family by {_BY_FAMILY[key].__module__}")
         cls.name = name
-        _MODELS[name] = cls
+        _BY_FAMILY[key] = cls
+        _MODELS.setdefault(name, cls)
         return cls
 
     return deco
@@ -91,12 +97,21 @@ def _from_file(spec: str) -> type[ModelAdapter]:
     return cls
 
 
-def get_model(name: str) -> type[ModelAdapter]:
-    """A registered model by name, or ``path/to/file.py:ClassName``."""
+def model_families(name: str) -> list[str]:
+    """The task families a registered name serves (in registration order)."""
+    _load_builtins()
+    return [fam for (n, fam) in _BY_FAMILY if n == name]
+
+
+def get_model(name: str, family: str | None = None) -> type[ModelAdapter]:
+    """A registered model by name (its class for ``family`` when the name serves several), or
+    ``path/to/file.py:ClassName``."""
     if ".py:" in name:
         return _from_file(name)
     models = all_models()
     if name not in models:
         raise ConfigError(f"unknown model {name!r}.{closest(name, models)} "
                           f"Run `mmbench list models` to see the registered models.")
+    if family is not None and (name, family) in _BY_FAMILY:
+        return _BY_FAMILY[(name, family)]
     return models[name]

@@ -108,7 +108,7 @@ def plan(req: EvalRequest, dataset: Any = None) -> JobPlan:
     """Resolve task, model and config, load the data (unless ``dataset`` is given), compute the run key."""
     check_device_spec(req.device)
     card = get_card(req.task)
-    model_cls = get_model(req.model)
+    model_cls = get_model(req.model, card.family)
     if model_cls.family != card.family:
         raise ConfigError(f"model {req.model!r} is a {model_cls.family or 'family-less'} adapter but task "
                           f"{card.name!r} is a {card.family} task")

@@ -47,7 +47,7 @@ def validate_adapter(model: str, task: str, overrides: dict[str, Any], seed: int
 
     def resolve() -> str:
         state["card"] = get_card(task)
-        state["cls"] = cls = get_model(model)
+        state["cls"] = cls = get_model(model, state["card"].family)
         if cls.family != state["card"].family:
             raise MMBenchError(f"{cls.__name__} is a {cls.family or 'family-less'} adapter; task {task} is "
                                f"{state['card'].family}. Subclass the matching base in mmbench.api.")

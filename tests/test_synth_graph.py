@@ -147,7 +147,7 @@ def test_splits_are_disjoint(bundled):
         else:
             has_target = {i for i, t in enumerate(data.graph.targets) if t is not None}
             assert s["train"] | s["valid"] | s["test"] == has_target
-            assert [len(s[k]) for k in ("train", "valid", "test")] == [200, 50, 50]
+            assert [len(s[k]) for k in ("train", "valid", "test")] == [200, 50, 200]
 
 
 def test_gen_targets_never_in_own_text_and_samples_hold_the_neighbourhood(bundled, gen_samples):

@@ -56,7 +56,7 @@ def prepare_task_data(card: TaskCard, src: Any, link: bool = False) -> dict:
     return _PREPARERS[loader](card, src, link)
 
 
-_NO_PREPARE = ("pykeen", "synth-mmkg", "synth-gen", "synth-cls")
+_NO_PREPARE = ("pykeen", "synth-mmkg", "synth-gen", "synth-cls", "synth-cls-zs")
 
 
 def load_task_data(card: TaskCard, verify: bool = True) -> Any:

@@ -23,6 +23,31 @@ image of the node and its 1- and 2-hop neighbours.
 - an edge end relates through its cue's modality when it has exactly one cue, else through a random one;
 - splits: a random ``1 - valid_fraction - test_fraction`` / ``valid_fraction`` / ``test_fraction``.
 
+synth-cls-zs (zero-shot node classification; loader ``synth-cls-zs``, its own parameters and generator, so
+synth-cls's data is untouched). Train on the nodes of some classes, predict among unseen classes only (the
+card's ``protocol.zero_shot``, applied by ``mmbench.data.elefashion.apply_class_split`` as for
+ele-fashion-zs). A model can only name an unseen class by relating the node to the class *name*, so the
+text never names a class; it names things associated with it:
+- ``num_nodes`` nodes in ``num_classes`` classes of (near) equal size; class k is named ``THEMES[k]``;
+- text, a field-notes line "<sighting>: <w1>, <w2> and <w3>" (``words_per_text`` words, e.g. "spotted:
+  zebra, lamp and acacia"): each word is, independently, one of the class's ``ASSOCIATED`` words with
+  probability ``p_word_cue``, otherwise a word associated with a random other class (a decoy) with
+  probability ``p_word_decoy``, else a neutral household noun (``FILLERS``); no word twice in one text.
+  No text contains any class name, not even inside a word (a test checks). The associated words are
+  common words that both SmolLM2-135M (label log-likelihood of the name after the word, minus its
+  likelihood after a neutral word) and MiniLM (cosine similarity to the name) relate to their theme more
+  than to the other themes of its group (seen or unseen); near-spellings of a name (volcano, alps) are
+  left out. Longer sentence frames ("a quiet postcard shows ...") pulled SmolLM2's label likelihood
+  towards one name (tropical) whatever the words, hence the short line;
+- the image shape has the class colour with probability ``p_image_cue`` (else a random grey), as in
+  synth-cls; a colour relates to a class name only for a model that knows colours of places;
+- homophilous edges, edge types and splits exactly as synth-cls (its parameters ``avg_degree``,
+  ``homophily``, ``valid_fraction``, ``test_fraction``); a node "has a text cue" when at least one of its
+  words is associated with its class. Neighbours' texts therefore carry further cues.
+Designed property: a model that reads the class names (an LM's label likelihood, a sentence encoder's
+similarity to the name) is well above chance on the unseen classes; a model that cannot (a classifier
+trained on the seen classes' words, label propagation) is at chance. tests/test_synth_cls_zs.py measures it.
+
 synth-gen (generation). ``num_train + num_valid + num_test`` target nodes, each the centre of its own
 small component; the answer is "the <theme> <object> is <quality>":
 - target ("item"): "<det> <adj> <object> <verb> near the <place>": the object only (never the theme or
@@ -85,10 +110,40 @@ ITEM_VERBS = ("lies", "stands", "rests", "appears", "waits", "remains")
 SCENE_VERBS = ("spreads", "opens", "unfolds", "stretches")
 DETS = ("a", "one", "the", "this")
 
+# synth-cls-zs: common English words a reader (and a small LM or sentence encoder) associates with each theme
+# word, never containing one; ASSOCIATED[k] belongs to THEMES[k]; all lists are disjoint (a test checks)
+ASSOCIATED = (
+    ("jellyfish", "shark", "dolphin", "octopus", "plankton", "whale", "coral", "lobster", "seaweed", "squid",
+     "ocean", "starfish"),  # marine
+    ("trees", "maple", "lumber", "timber", "wood", "fox", "woods", "oak", "leaves", "elk", "woodland",
+     "squirrel"),  # forest
+    ("coyote", "cactus", "dunes", "arid", "cacti", "tumbleweed", "oasis", "drought", "sands", "thirst",
+     "camel", "dust"),  # desert
+    ("obsidian", "eruption", "lava", "magma", "molten", "basalt", "crater", "pumice", "earthquake", "sulfur",
+     "geyser", "tremor"),  # volcanic
+    ("hyena", "giraffe", "wildebeest", "gazelle", "grassland", "lion", "zebra", "rhino", "baboon", "lioness",
+     "hippo", "acacia"),  # savanna
+    ("ski", "skiing", "summit", "mountain", "skier", "climber", "hiker", "avalanche", "ibex", "mountaineer",
+     "crag", "trail"),  # alpine
+    ("permafrost", "narwhal", "tundra", "iceberg", "igloo", "snowy", "reindeer", "aurora", "penguin", "walrus",
+     "ice", "seal"),  # arctic
+    ("papaya", "pineapple", "coconut", "island", "banana", "lagoon", "mango", "monsoon", "palm", "orchid",
+     "beach", "parrot"),  # tropical
+)
+FILLERS = ("lamp", "ladder", "bucket", "blanket", "rope", "bottle", "chair", "basket", "clock", "kettle", "button",
+           "pencil", "ribbon", "spoon", "towel", "mirror")
+SIGHTINGS = ("seen", "sighted", "spotted", "observed")  # "<sighting>: <w1>, <w2> and <w3>", a field-notes line
+
 
 CLS_DEFAULTS: dict[str, Any] = {
     "seed": 0, "num_nodes": 1200, "num_classes": 6, "avg_degree": 6.0, "homophily": 0.7,
     "p_text_cue": 0.4, "p_text_decoy": 0.3, "p_image_cue": 0.4,
+    "valid_fraction": 0.2, "test_fraction": 0.2,
+    "image_size": 64, "image_noise": 10.0, "colour_jitter": 10.0,
+}
+ZS_DEFAULTS: dict[str, Any] = {
+    "seed": 0, "num_nodes": 1600, "num_classes": 8, "avg_degree": 6.0, "homophily": 0.7,
+    "words_per_text": 3, "p_word_cue": 0.5, "p_word_decoy": 0.2, "p_image_cue": 0.4,
     "valid_fraction": 0.2, "test_fraction": 0.2,
     "image_size": 64, "image_noise": 10.0, "colour_jitter": 10.0,
 }
@@ -106,6 +161,13 @@ _SPECS: dict[str, dict[str, tuple[str, float, float]]] = {
                   "p_image_cue": ("float", 0, 1), "valid_fraction": ("float", 0, 0.5),
                   "test_fraction": ("float", 0, 0.5), "image_size": ("int", 16, 512),
                   "image_noise": ("float", 0, 100), "colour_jitter": ("float", 0, 100)},
+    "synth-cls-zs": {"seed": ("int", 0, 2**32 - 1), "num_nodes": ("int", 10, 10**6),
+                     "num_classes": ("int", 2, len(THEMES)), "avg_degree": ("float", 2, 100),
+                     "homophily": ("float", 0, 1), "words_per_text": ("int", 1, len(ASSOCIATED[0])),
+                     "p_word_cue": ("float", 0, 1), "p_word_decoy": ("float", 0, 1),
+                     "p_image_cue": ("float", 0, 1), "valid_fraction": ("float", 0, 0.5),
+                     "test_fraction": ("float", 0, 0.5), "image_size": ("int", 16, 512),
+                     "image_noise": ("float", 0, 100), "colour_jitter": ("float", 0, 100)},
     "synth-gen": {"seed": ("int", 0, 2**32 - 1), "num_train": ("int", 1, 10**6), "num_valid": ("int", 1, 10**6),
                   "num_test": ("int", 1, 10**6), "num_themes": ("int", 2, len(THEMES)),
                   "num_objects": ("int", 2, len(TYPE_NOUNS)), "num_qualities": ("int", 2, len(QUALITIES)),
@@ -113,13 +175,13 @@ _SPECS: dict[str, dict[str, tuple[str, float, float]]] = {
                   "max_nodes": ("int", 4, 1000), "image_size": ("int", 16, 512),
                   "image_noise": ("float", 0, 100), "colour_jitter": ("float", 0, 100)},
 }
-_DEFAULTS = {"synth-cls": CLS_DEFAULTS, "synth-gen": GEN_DEFAULTS}
+_DEFAULTS = {"synth-cls": CLS_DEFAULTS, "synth-cls-zs": ZS_DEFAULTS, "synth-gen": GEN_DEFAULTS}
 
 
 # --------------------------------------------------------------------------- parameters
 def check_params(kind: str, given: Any, where: str) -> dict[str, Any]:
-    """``given`` merged over the defaults of ``kind`` ("synth-cls" or "synth-gen"), validated; every problem
-    raises ``ConfigError`` naming ``where`` (the card)."""
+    """``given`` merged over the defaults of ``kind`` ("synth-cls", "synth-cls-zs" or "synth-gen"), validated;
+    every problem raises ``ConfigError`` naming ``where`` (the card)."""
     if given is None:
         given = {}
     if not isinstance(given, dict):
@@ -141,7 +203,7 @@ def check_params(kind: str, given: Any, where: str) -> dict[str, Any]:
             want = f"{'an integer' if typ == 'int' else 'a number'} in [{lo:g}, {hi:g}]"
         if not ok:
             raise ConfigError(f"{where}: {kind} parameter {key} must be {want}, got {v!r}")
-    if kind == "synth-cls":
+    if kind in ("synth-cls", "synth-cls-zs"):
         if p["valid_fraction"] + p["test_fraction"] >= 0.9:
             raise ConfigError(f"{where}: {kind}: valid_fraction + test_fraction must leave training nodes")
         if p["num_nodes"] < 2 * p["num_classes"]:
@@ -177,6 +239,17 @@ def _status(card: TaskCard) -> tuple[bool, str]:
 def load_synth_cls(card: TaskCard, verify: bool = True) -> GraphTaskData:
     p = check_params("synth-cls", card.dataset.get("params"), str(card.path))
     data = generate_cls(p, task=card.name, where=str(card.path))
+    data.graph = apply_class_split(card, data.graph, data.notes)
+    data.hops, data.max_nodes = int(card.protocol.get("hops", 2)), int(card.protocol.get("max_nodes", 16))
+    actual = {**data.stats(), "classes": len(data.graph.class_names)}
+    data.verified = verify_expected(card, actual, verify, Path(data.graph.meta["image_root"]), data.notes)
+    return data
+
+
+@register_loader("synth-cls-zs", _status)
+def load_synth_cls_zs(card: TaskCard, verify: bool = True) -> GraphTaskData:
+    p = check_params("synth-cls-zs", card.dataset.get("params"), str(card.path))
+    data = generate_cls_zs(p, task=card.name, where=str(card.path))
     data.graph = apply_class_split(card, data.graph, data.notes)
     data.hops, data.max_nodes = int(card.protocol.get("hops", 2)), int(card.protocol.get("max_nodes", 16))
     actual = {**data.stats(), "classes": len(data.graph.class_names)}
@@ -274,6 +347,75 @@ def _homophilous_edges(rng: np.random.Generator, labels: np.ndarray, c: int, avg
 def _both_directions(src: np.ndarray, dst: np.ndarray, etype: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     ei = np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])])
     return torch.from_numpy(ei).long(), torch.from_numpy(np.concatenate([etype, etype])).long()
+
+
+# --------------------------------------------------------------------------- synth-cls-zs
+def generate_cls_zs(params: dict[str, Any], task: str = "synth-cls-zs",
+                    where: str = "synth-cls-zs") -> GraphTaskData:
+    """The synth-cls-zs graph (module docstring) for ``params`` (merged over ``ZS_DEFAULTS``) with every class
+    a training and candidate class (the card's ``protocol.zero_shot`` split is applied by the loader);
+    renders missing images. Nothing derived from the labels goes into ``meta`` (adapters receive it);
+    ``associated_class`` maps a word back to its class for analyses."""
+    p = check_params("synth-cls-zs", params, where)
+    rng = np.random.default_rng(p["seed"])
+    n, c, k = p["num_nodes"], p["num_classes"], p["words_per_text"]
+    labels = rng.permutation(np.arange(n) % c)
+
+    # per slot: an associated word of the node's class / of a decoy class / a filler
+    cue = rng.random((n, k)) < p["p_word_cue"]
+    decoy = ~cue & (rng.random((n, k)) < p["p_word_decoy"])
+    decoy_class = (labels[:, None] + rng.integers(1, c, (n, k))) % c
+    source = np.where(cue, labels[:, None], np.where(decoy, decoy_class, -1))
+    # distinct word positions inside each text (distinct words for the same class; fillers likewise)
+    word_pos = np.argsort(rng.random((n, len(ASSOCIATED[0]))), axis=1)[:, :k]
+    filler_pos = np.argsort(rng.random((n, len(FILLERS))), axis=1)[:, :k]
+    lexicon = np.array(ASSOCIATED)
+    words = np.where(source >= 0, lexicon[np.maximum(source, 0), word_pos], np.array(FILLERS)[filler_pos])
+    image_cue = rng.random(n) < p["p_image_cue"]
+    sighting = _pick(rng, SIGHTINGS, n)
+    texts = tuple(f"{h}: {_word_list(list(w))}" for h, w in zip(sighting, words, strict=True))
+
+    src, dst = _homophilous_edges(rng, labels, c, p["avg_degree"], p["homophily"])
+    text_cue = cue.any(axis=1)
+    only_text, only_image = text_cue & ~image_cue, image_cue & ~text_cue
+    m = len(src)
+    end_mod = []
+    for ends in (src, dst):
+        rand = rng.random(m) < 0.5  # True = text
+        end_mod.append(np.where(only_text[ends], True, np.where(only_image[ends], False, rand)))
+    etype = np.where(end_mod[0] & end_mod[1], 0, np.where(~end_mod[0] & ~end_mod[1], 1, 2))
+    edge_index, edge_type = _both_directions(src, dst, etype)
+
+    perm = rng.permutation(n)
+    n_test, n_valid = int(round(n * p["test_fraction"])), int(round(n * p["valid_fraction"]))
+    splits = {"test": perm[:n_test], "valid": perm[n_test:n_test + n_valid], "train": perm[n_test + n_valid:]}
+    splits_t = {s: torch.from_numpy(np.sort(v)).long() for s, v in splits.items()}
+
+    colours = np.where(image_cue[:, None], PALETTE[labels], np.nan)
+    folder = image_folder("synth-cls-zs", p)
+    images = render_images(folder, colours, p)
+
+    classes = tuple(range(c))
+    graph = MultimodalGraph(
+        num_nodes=n, texts=texts, images=images, kinds=("node",) * n, edge_index=edge_index,
+        edge_type=edge_type, edge_type_names=EDGE_TYPES, labels=torch.from_numpy(labels).long(),
+        class_names=THEMES[:c], splits=splits_t,
+        meta={"image_root": str(folder), "train_classes": classes, "candidate_classes": classes,
+              "describe": {"generator": "synth-cls-zs", "images": f"synth-images/{folder.name}"}})
+    return GraphTaskData(task=task, graph=graph, hops=2, max_nodes=16)
+
+
+def associated_class(word: str) -> int:
+    """The class (index into ``THEMES``) whose ``ASSOCIATED`` list holds ``word``; -1 for any other word."""
+    return _WORD_CLASS.get(word, -1)
+
+
+_WORD_CLASS = {w: k for k, ws in enumerate(ASSOCIATED) for w in ws}
+
+
+def _word_list(words: list[str]) -> str:
+    """"a", "a and b", "a, b and c", ..."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 # --------------------------------------------------------------------------- synth-gen

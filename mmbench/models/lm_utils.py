@@ -266,8 +266,9 @@ def make_optimizer(groups: Iterable[tuple[Iterable[nn.Parameter], float]], weigh
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer | None, params: Sequence[nn.Parameter],
                    grad_clip: float) -> float:
-    """backward, clip the global grad norm to ``grad_clip`` (0 = no clipping), step; returns the loss value."""
-    if optimizer is not None:
+    """backward, clip the global grad norm to ``grad_clip`` (0 = no clipping), step; returns the loss value.
+    A loss that reaches no trainable parameter (e.g. a frozen LM without soft tokens) is only evaluated."""
+    if optimizer is not None and loss.requires_grad:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:

@@ -1,0 +1,194 @@
+"""The Graph4MM adapter (mmbench/models/graph4mm.py): soft tokens at the right positions, loss masking, class-name
+scoring, no cross-sample mixing, determinism, and end-to-end runs on the format fixtures with tiny random
+models loaded by path. The layers themselves are tested in test_graph4mm_layers.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import FIXTURES, card_raw, copy_fixture, write_card
+from test_backbones import save_clip, save_lm
+from test_generation_baselines import png, sample, toy_data
+
+from mmbench.cli import main
+from mmbench.config import build_config
+from mmbench.errors import ConfigError
+from mmbench.models.graph4mm import Graph4MMClassifier, Graph4MMConfig, Graph4MMGenerator
+from mmbench.models.graph_prompts import interleaved_prompt
+from mmbench.registry import get_model
+
+
+@pytest.fixture
+def mm_samples(tmp_path):
+    blue, red, green = (png(tmp_path / f"{c}.png", rgb) for c, rgb in
+                        (("b", (0, 0, 200)), ("r", (200, 0, 0)), ("g", (0, 200, 0))))
+    a = sample("a", "The target item.", [("A scene nearby.", blue, 1), ("A far note.", None, 2),
+                                         (None, green, 2)], image=red)
+    b = sample("b", "Another item.", [("Its neighbour.", None, 1)])
+    return [a, b]
+
+
+def model(samples, targets=None, **kw) -> Graph4MMGenerator:
+    cfg = build_config(Graph4MMConfig, None, {}, {"lm": "tiny-llama", "max_image_slots": 3, "qformer_heads": 2,
+                                                  "diffusion_heads": 2, **kw}, "graph4mm")
+    m = Graph4MMGenerator(cfg)
+    m.setup(toy_data(samples, targets or [f"t{i}" for i in range(len(samples))]), seed=0)
+    return m
+
+
+def test_registry_serves_both_families_under_one_name():
+    assert get_model("graph4mm", "generation") is Graph4MMGenerator
+    assert get_model("graph4mm", "classification") is Graph4MMClassifier
+
+
+def test_soft_tokens_land_after_their_nodes_text(mm_samples):
+    m = model(mm_samples)
+    soft = m.soft_tokens(mm_samples)
+    assert sorted(soft[0]) == [0, 1, 3] and soft[1] == {}           # image slots: target, scene, the image node
+    assert all(t.shape == (4, 64) for t in soft[0].values())
+    parts, admitted = interleaved_prompt(m.tokenizer, mm_samples[0], soft[0], 384)
+    tok = m.tokenizer
+    kinds = ["soft" if isinstance(p, torch.Tensor) and p.is_floating_point() else tok.decode(p) for p in parts]
+    # target text, its image's tokens, the context header, scene text + tokens, note text, image-only node + tokens
+    assert kinds[1] == "soft" and kinds[4] == "soft" and kinds[-2] == "soft"
+    assert "target item" in kinds[0] and "scene nearby" in kinds[3] and kinds[-1].endswith("summary :")
+    assert torch.equal(parts[1], soft[0][0]) and torch.equal(parts[4], soft[0][1])
+    assert admitted == [0, 1, 2, 3]
+    # the batch marks exactly the soft positions, and the labels cover only the target tokens
+    b = m.batch(mm_samples[:1], [[5, 6, 102]], training=True)
+    assert int(b["soft_mask"].sum()) == 12
+    assert b["labels"][0][b["labels"][0] != -100].tolist() == [5, 6, 102]
+    assert not bool((b["labels"][0] != -100)[b["soft_mask"][0]].any())
+
+
+def test_prefix_placement_puts_all_tokens_first(mm_samples):
+    m = model(mm_samples, placement="prefix")
+    b = m.batch(mm_samples[:1], None, training=False)
+    mask = b["soft_mask"][0][b["attention_mask"][0].bool()]
+    assert mask[:12].all() and not mask[12:].any()
+
+
+def test_samples_never_mix_and_runs_are_deterministic(mm_samples, tmp_path):
+    m = model(mm_samples)
+    m.module.eval()
+    alone = m.soft_tokens(mm_samples[:1])[0]
+    other = sample("c", "Other.", [("x", png(tmp_path / "w.png", (250, 250, 250)), 1)], image=str(tmp_path / "w.png"))
+    together = m.soft_tokens([mm_samples[0], other])[0]
+    assert all(torch.allclose(alone[k], together[k], atol=1e-6) for k in alone)
+    again = model(mm_samples)
+    again.module.eval()
+    assert all(torch.equal(alone[k], again.soft_tokens(mm_samples[:1])[0][k]) for k in alone)
+
+
+def test_training_reduces_the_target_loss_and_state_round_trips(mm_samples):
+    m = model(mm_samples, ["cats sit", "dogs bark"], lr=1e-2, trainable="last:1")
+    state = m.state_dict()
+    assert state and any(k.startswith("lm.") for k in state) and any(k.startswith("qformer.") for k in state)
+    losses = [m.train_epoch(e) for e in range(1, 6)]
+    assert losses[-1] < losses[0], losses
+    m.load_state_dict(state)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
+    assert len(m.generate(mm_samples, max_new_tokens=3)) == 2
+
+
+@pytest.mark.parametrize("over", [dict(variant="hop-aware"), dict(text_variant="hop-aware"),
+                                  dict(text_structure=False, image_structure=False), dict(use_images=False),
+                                  dict(use_qformer=False), dict(qformer_order="public"), dict(trainable="prefix:n=2"),
+                                  dict(trainable="lora:r=2,alpha=4")])
+def test_variants_and_ablations_run(mm_samples, over):
+    m = model(mm_samples, **over)
+    assert m.train_epoch(1) > 0 and len(m.generate(mm_samples, 2)) == 2
+    if over.get("use_images") is False:
+        assert m.soft_tokens(mm_samples) == [{}, {}]
+
+
+def test_bad_values_are_refused(mm_samples):
+    for over, msg in ((dict(variant="hop"), "variant"), (dict(placement="middle"), "placement"),
+                      (dict(qformer_order="x"), "qformer_order"), (dict(queries_per_image=0), "queries_per_image")):
+        with pytest.raises(ConfigError, match=msg):
+            model(mm_samples, **over)
+
+
+# --------------------------------------------------------------------------- classification
+@pytest.fixture
+def cls_view():
+    from test_classification_baselines import homophilous, view
+
+    texts = [f"a {'red blue green'.split()[i % 3]} item number {i}" for i in range(45)]
+    graph, perm = homophilous(n=45, texts=texts)
+    data = view(graph, perm[:24], perm[24:33], perm[33:])
+    from functools import partial
+
+    from mmbench.api import ClassificationTrainingData
+
+    free = data.graph
+    return ClassificationTrainingData(**{**data.__dict__, "assemble": partial(free.sample, k=2, max_nodes=6)})
+
+
+def classifier(view, **kw) -> Graph4MMClassifier:
+    cfg = build_config(Graph4MMConfig, None, {}, {"lm": "tiny-llama", "qformer_heads": 2, "diffusion_heads": 2,
+                                                  "max_prompt_tokens": 96, **kw}, "graph4mm")
+    m = Graph4MMClassifier(cfg)
+    m.setup(view, seed=0)
+    return m
+
+
+def test_class_name_scoring_matches_label_likelihoods(cls_view):
+    from mmbench.models import lm_decode, lm_utils
+
+    m = classifier(cls_view)
+    m.begin_scoring()
+    scores = m.predict(cls_view.test_nodes[:4])
+    m.end_scoring()
+    assert scores.shape == (4, 3)
+    parts = m.prompts(m._sample_list(cls_view.test_nodes[:4].tolist()))
+    ref = lm_decode.label_log_likelihoods(m.module.lm, parts, m.label_ids, pad_token_id=lm_utils.pad_id(m.tokenizer))
+    assert torch.allclose(scores, ref, atol=1e-5)
+    assert m.train_epoch(1) > 0
+
+
+def test_linear_head_trains_and_refuses_zero_shot(cls_view):
+    m = classifier(cls_view, head="linear", lr=1e-2)
+    losses = [m.train_epoch(e) for e in range(1, 4)]
+    assert losses[-1] < losses[0]
+    m.begin_scoring()
+    assert m.predict(cls_view.test_nodes[:3]).shape == (3, 3)
+    m.end_scoring()
+    from dataclasses import replace
+
+    zs = replace(cls_view, train_classes=(0, 1), candidate_classes=(2,))
+    with pytest.raises(ConfigError, match="zero-shot split"):
+        classifier(zs, head="linear")
+
+
+# --------------------------------------------------------------------------- end to end on the fixtures
+@pytest.mark.slow
+def test_graph4mm_on_the_wikiweb_fixture_with_tiny_opt_and_clip_by_path(env, tmp_path):
+    raw = card_raw("wikiweb-gen")
+    raw["dataset"]["params"]["sample_pages"] = 0
+    card = write_card(tmp_path / "cards", raw)
+    assert main(["data", "prepare", str(card), "--from", str(FIXTURES / "wikiweb" / "official")]) == 0
+    opt, clip = save_lm(tmp_path / "opt", "opt"), save_clip(tmp_path / "clip", processor=True)
+    assert main(["eval", "--model", "graph4mm", "--task", str(card), "--quiet", "--set", f"lm={opt}",
+                 "--set", f"vision_encoder={clip}", "--set", "epochs=1", "--set", "max_prompt_tokens=96"]) == 0
+    rec = json.loads(next(p for p in env.results.rglob("*.json") if "_sweep" not in p.parts).read_text())
+    assert rec["model"]["backbones"]["lm"]["path"] == str(opt.resolve())
+    assert rec["model"]["backbones"]["vision_encoder"]["path"] == str(clip.resolve())
+    assert "cider" in rec["metrics"]["test"] and rec["model"]["details"]["encoded"]["texts"] > 0
+
+
+@pytest.mark.slow
+def test_graph4mm_on_the_ele_fashion_zero_shot_fixture(env, tmp_path):
+    copy_fixture("ele-fashion", env.data / "ele-fashion")
+    clip = save_clip(tmp_path / "clip")
+    assert main(["eval", "--model", "graph4mm", "--task", "ele-fashion-zs", "--unverified-data", "--quiet",
+                 "--log-samples", "--set", "lm=tiny-llama", "--set", f"vision_encoder={clip}", "--set", "epochs=1",
+                 "--set", "max_prompt_tokens=64"]) == 0
+    rec = json.loads(next(p for p in env.results.rglob("*.json") if "_sweep" not in p.parts).read_text())
+    from mmbench.io import read_jsonl_gz
+
+    unseen = set(rec["protocol"]["candidate_classes"])
+    rows = read_jsonl_gz(next(env.results.rglob("*.samples.jsonl.gz")))
+    assert rows and {r["pred"] for r in rows} <= unseen
