@@ -62,10 +62,15 @@ def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tens
 
 
 def propagate(s: torch.Tensor, y0: torch.Tensor, alpha: float, iterations: int) -> torch.Tensor:
-    """S (N, N) sparse, Y0 (N, C) float -> Y (N, C) after ``iterations`` steps of Y <- alpha S Y + (1 - alpha) Y0."""
+    """S (N, N) sparse COO, Y0 (N, C) float -> Y (N, C) after ``iterations`` steps of
+    Y <- alpha S Y + (1 - alpha) Y0, as message passing over S's entries on Y0's device (index_add works on
+    every device backend, sparse matmul does not)."""
+    s = s.coalesce()
+    row, col = (x.to(y0.device) for x in s.indices())
+    w = s.values().to(y0.device, y0.dtype).unsqueeze(1)
     y = y0.clone()
     for _ in range(iterations):
-        y = alpha * torch.sparse.mm(s, y) + (1 - alpha) * y0
+        y = alpha * torch.zeros_like(y).index_add_(0, row, w * y[col]) + (1 - alpha) * y0
     return y
 
 
@@ -98,9 +103,9 @@ class LabelPropagation(ClassificationModel):
         y0 = torch.zeros(n, self.num_classes, dtype=torch.float64)
         y0[train, labels] = 1.0
         s = normalized_adjacency(g.edge_index, n)
-        self.edges = int(s.indices().shape[1])               # directed entries of the merged undirected W
+        self.edges = int(s._nnz())                           # directed entries of the merged undirected W
         self.labelled = int(train.numel())
-        self.scores = propagate(s, y0, c.alpha, c.iterations).float()   # (N, C)
+        self.scores = propagate(s, y0.to(self.device), c.alpha, c.iterations).float()   # (N, C)
 
     def train_epoch(self, epoch: int) -> float:
         return 0.0

@@ -6,10 +6,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _width(name: str) -> int:
+    return max(10, len(name) + 2)
+
+
 def _cell(name: str, value: Any) -> str:
+    w = _width(name)
     if not isinstance(value, (int, float)):
-        return f"{'-':>10}"
-    return f"{value:>10.1f}" if name.endswith("mr") else f"{value:>10.4f}"
+        return f"{'-':>{w}}"
+    return f"{value:>{w}.1f}" if name.endswith("mr") else f"{value:>{w}.4f}"
 
 
 def _kgc_rows(record: dict[str, Any]) -> list[tuple[str, list[str], dict[str, Any]]]:
@@ -36,7 +41,7 @@ def print_summary(record: dict[str, Any], path: Path, reused: bool) -> None:
     rows = _kgc_rows(record) if record["task"]["family"] == "kgc" else _graph_rows(record)
     if rows:
         cols = rows[0][1]
-        print(f"  {'split':<12}" + "".join(f"{c:>10}" for c in cols))
+        print(f"  {'split':<12}" + "".join(f"{c:>{_width(c)}}" for c in cols))
         for label, _, values in rows:
             print(f"  {label:<12}" + "".join(_cell(c, values.get(c)) for c in cols))
     main = record.get("main_metric")

@@ -43,7 +43,11 @@ def placed_tensors(adapter) -> list[tuple[str, torch.Tensor]]:
 
 
 def setup_on(name: str, data, device: torch.device, **config):
-    cls = get_model(name)
+    from mmbench.api import ClassificationTrainingData, GenerationTrainingData
+
+    family = "classification" if isinstance(data, ClassificationTrainingData) else \
+        "generation" if isinstance(data, GenerationTrainingData) else "kgc"
+    cls = get_model(name, family)
     m = cls(build_config(cls.Config, None, {}, config, name))
     m.device = device
     m.setup(data, 0)
@@ -119,13 +123,18 @@ def cls_view():
 
     texts = [f"item {i} of class {'shoe bag hat'.split()[i % 3]}" for i in range(60)]
     graph, perm = homophilous(n=60, texts=texts)
-    return view(graph, perm[:30], perm[30:45], perm[45:])
+    import dataclasses
+    import functools
+
+    v = view(graph, perm[:30], perm[30:45], perm[45:])
+    return dataclasses.replace(v, assemble=functools.partial(v.graph.sample, k=2, max_nodes=6))
 
 
 @pytest.mark.parametrize("name,config", [
     ("mlp", {"features": "noisy"}), ("gcn", {"features": "noisy"}), ("sage", {"features": "noisy"}),
     ("gat", {"features": "noisy", "hidden": 8, "heads": 2}), ("gcn", {"features": "text"}),
     ("lm-cls", {"lm": "tiny-llama"}), ("lm-cls", {"lm": "tiny-llama", "mode": "likelihood"}),
+    ("labelprop", {}), ("graph4mm", {"lm": "tiny-llama", "qformer_heads": 2, "diffusion_heads": 2}),
 ])
 def test_classification_adapters_place_everything_on_their_device(cls_view, name, config):
     cpu = setup_on(name, cls_view, torch.device("cpu"), **config)
@@ -152,7 +161,8 @@ def gen_view(tmp_path_factory):
 
 @pytest.mark.parametrize("name,config", [
     ("lm-node", {}), ("lm-subgraph", {"trainable": "lora:r=2,alpha=4"}), ("mmgl", {"trainable": "prefix:n=3"}),
-    ("mmgl", {}),
+    ("mmgl", {}), ("graph4mm", {"qformer_heads": 2, "diffusion_heads": 2}),
+    ("graph4mm", {"variant": "hop-aware", "trainable": "last:1"}),
 ])
 def test_generation_adapters_place_everything_on_their_device(gen_view, name, config):
     cpu = setup_on(name, gen_view, torch.device("cpu"), lm="tiny-llama", **config)
