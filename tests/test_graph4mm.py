@@ -143,7 +143,7 @@ def test_class_name_scoring_matches_label_likelihoods(cls_view):
     scores = m.predict(cls_view.test_nodes[:4])
     m.end_scoring()
     assert scores.shape == (4, 3)
-    parts = m.prompts(m._sample_list(cls_view.test_nodes[:4].tolist()))
+    parts = m.prompts(m.samples_of(cls_view.test_nodes[:4].tolist()))
     ref = lm_decode.label_log_likelihoods(m.module.lm, parts, m.label_ids, pad_token_id=lm_utils.pad_id(m.tokenizer))
     assert torch.allclose(scores, ref, atol=1e-5)
     assert m.train_epoch(1) > 0

@@ -115,6 +115,19 @@ def logits_at(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tens
     return full_logits(model, batch)[rows, cols]
 
 
+def logits_at_sets(model: nn.Module, batch: dict[str, torch.Tensor],
+                   positions: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Like ``logits_at`` for several (rows, cols) sets from ONE forward pass: -> [(n_i, V) fp32, ...]."""
+    dev = model_device(model)
+    positions = [(r.to(dev), c.to(dev)) for r, c in positions]
+    if plain_head(model) is not None:
+        inputs = {k: batch[k] for k in ("input_ids", "inputs_embeds") if k in batch}
+        hidden, _, _ = lm_hidden(model, **inputs, attention_mask=batch["attention_mask"])
+        return [head_logits(model, hidden[r, c]) for r, c in positions]
+    full = full_logits(model, batch)
+    return [full[r, c] for r, c in positions]
+
+
 def hidden_at(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tensor,
               cols: torch.Tensor) -> torch.Tensor:
     """Final hidden states (n, H) at positions (rows[i], cols[i])."""

@@ -25,15 +25,17 @@ class NodeEncodings:
     text_encoder / image_encoder: backbone names (None: that modality is not encoded)
     target_text: also encode each sample's target text (``nodes[0].text``); False when the model reads the
                  target's text as LM tokens instead
+    image_transform: applied to each batch of new image rows before they join the table (e.g. pooling a
+                 patch grid), (n, ...) -> (n, ...)
     """
 
     def __init__(self, text_encoder: str | None, image_encoder: str | None, device: torch.device | str = "cpu",
                  *, image_patches: bool = False, target_text: bool = False, max_length: int = 256,
-                 progress: Any = None):
+                 progress: Any = None, image_transform: Any = None):
         self.text_encoder, self.image_encoder = text_encoder, image_encoder
         self.device = torch.device(device)
         self.image_patches, self.target_text, self.max_length = image_patches, target_text, max_length
-        self.progress = progress
+        self.progress, self.image_transform = progress, image_transform
         self._texts: dict[str, int] = {}
         self._images: dict[str, int] = {}
         self.text_table: torch.Tensor | None = None
@@ -61,6 +63,8 @@ class NodeEncodings:
                 values, present = encode_images(new, self.image_encoder, patches=self.image_patches,
                                                 device=self.device, progress=self.progress)
                 start = 0 if self.image_table is None else len(self.image_table)
+                if self.image_transform is not None:
+                    values = self.image_transform(values)
                 values = values.to(self.device)
                 self.image_table = values if self.image_table is None else torch.cat([self.image_table, values])
                 self._images.update({p: start + i if bool(present[i]) else -1 for i, p in enumerate(new)})

@@ -1,0 +1,280 @@
+"""The skeleton of an LM adapter that reads an assembled sub-graph as one prompt of text and soft tokens, for
+both graph families. Graph4MM (``graph4mm.py``) and VW-LMM (``vwlmm.py``) subclass it and supply what is theirs:
+the frozen-encoder tables (``make_encodings``), their trained modules (``make_net``), the soft tokens of a batch
+of samples (``soft_tokens``) and, if any, an extra loss term (``loss``).
+
+Shared: the LM (``lm_policies.build_lm``: device, dtype, what trains), the prompt layout (``graph_prompts``:
+interleaved, or soft tokens as a prefix), batches, the target-token loss, one training epoch with a progress bar,
+selection state (trained parameters only), free decoding, and classification by class-name likelihood
+(``head=likelihood``: trained with the LM loss on " {class name}", scored by each candidate's mean token
+log-likelihood, so unseen classes can be scored) or a linear head over the LM's mean-pooled final hidden states
+(``head=linear``, supervised splits only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmbench.api import (
+    ClassificationModel,
+    ClassificationTrainingData,
+    GenerationModel,
+    GenerationTrainingData,
+    GraphSample,
+    TrainSchedule,
+)
+from mmbench.devices import autocast
+from mmbench.errors import ConfigError
+from mmbench.models import lm_decode, lm_utils
+from mmbench.models.graph_prompts import interleaved_prompt, prefix_prompt
+from mmbench.models.lm_forward import hidden_at, unwrap
+from mmbench.models.lm_policies import build_lm
+from mmbench.models.node_encodings import NodeEncodings
+
+CLASS_SUFFIX = "\nCategory:"
+
+
+@dataclass
+class GraphLMConfig(TrainSchedule):
+    """The keys every graph-LM adapter has; subclasses add theirs."""
+
+    epochs: int = 3
+    eval_every: int = 1
+    patience: int = 2
+    eval_batch_size: int = 8
+    lm: str = "smollm2"               # backbones.causal_lm name, folder or cached hub name (e.g. facebook/opt-125m)
+    trainable: str = "last:4"         # the LM: none | prefix:n=.. | lora:.. | last:N | all
+    dtype: str = "auto"               # fp32 | bf16 | fp16 | auto (fp32 on CPU, bf16 on a GPU that supports it)
+    placement: str = "interleaved"    # soft tokens after their node's text | prefix (all before the text)
+    lr: float = 1e-4                  # the adapter's own modules
+    lm_lr: float = 5e-5               # LM parameters (when trainable is not none)
+    weight_decay: float = 0.01
+    batch_size: int = 8
+    grad_clip: float = 1.0
+    max_prompt_tokens: int = 384      # text and soft tokens of the whole prompt (graph_prompts budget rule)
+    max_target_tokens: int = 64
+    head: str = "likelihood"          # classification: likelihood (class names, zero-shot capable) | linear
+    label_template: str = " {name}"   # the continuation scored for each class (likelihood head)
+
+
+def own_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """Trainable parameters of ``module`` outside its LM (attribute ``lm``)."""
+    return [p for n, p in module.named_parameters() if not n.startswith("lm.") and p.requires_grad]
+
+
+class GraphLMCore:
+    """What both families share (see the module docstring). Subclasses implement ``make_encodings``,
+    ``make_net`` and ``soft_tokens``; ``self.module`` is the net, with the LM as ``self.module.lm``."""
+
+    config: GraphLMConfig
+    device: torch.device
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    # ------------------------------------------------------------------ to implement
+    def make_encodings(self) -> NodeEncodings:
+        raise NotImplementedError
+
+    def make_net(self, lm: nn.Module, width: int) -> nn.Module:
+        raise NotImplementedError
+
+    def soft_tokens(self, samples: list[GraphSample]) -> list[dict[int, torch.Tensor]]:
+        """Per sample: sample position -> (n, LM width) soft tokens placed after that node's text."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The training loss of a batch (default: cross-entropy on the target tokens)."""
+        return lm_utils.causal_lm_loss(self.module.lm, batch)
+
+    # ------------------------------------------------------------------ shared
+    def build(self, samples: list[GraphSample], seed: int, suffix: str) -> None:
+        c = self.config
+        if c.placement not in ("interleaved", "prefix"):
+            raise ConfigError(f"{self.name}: placement={c.placement!r}: expected interleaved or prefix")
+        if c.head not in ("likelihood", "linear"):
+            raise ConfigError(f"{self.name}: head={c.head!r}: expected likelihood or linear")
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.suffix = suffix
+        lm = build_lm(c.lm, c.trainable, self.device, c.dtype, seed)
+        self.tokenizer, self.lm_params = lm.tokenizer, lm.params
+        self.compute_dtype, self.backbones["lm"] = lm.dtype, lm.identity
+        self.enc = self.make_encodings()
+        self.enc.add(samples)
+        torch.manual_seed(seed)  # a first (uncached) encoder load may have drawn random numbers
+        width = unwrap(lm.model).get_input_embeddings().weight.shape[1]
+        self.module = self.make_net(lm.model, width).to(self.device)
+        self.refresh_optimizer()
+
+    def refresh_optimizer(self) -> None:
+        c = self.config
+        self.own_params = own_parameters(self.module)
+        self.params = self.lm_params + self.own_params
+        self.optimizer = lm_utils.make_optimizer([(self.own_params, c.lr), (self.lm_params, c.lm_lr)],
+                                                 c.weight_decay, betas=self.betas)
+
+    def prompts(self, samples: list[GraphSample]) -> list[list[Any]]:
+        """One part list per sample (text ids and soft tokens), laid out by ``placement``."""
+        c = self.config
+        out = []
+        for s, soft in zip(samples, self.soft_tokens(samples), strict=True):
+            if c.placement == "prefix":
+                parts, _ = prefix_prompt(self.tokenizer, s, [soft[j] for j in sorted(soft)], c.max_prompt_tokens,
+                                         self.suffix)
+            else:
+                parts, _ = interleaved_prompt(self.tokenizer, s, soft, c.max_prompt_tokens, self.suffix)
+            out.append(parts)
+        return out
+
+    def batch(self, samples: list[GraphSample], targets: list[list[int]] | None, training: bool) -> dict[str, Any]:
+        with autocast(self.device, self.compute_dtype):
+            parts = self.prompts(samples)
+        b = lm_utils.collate(parts, targets, pad_token_id=lm_utils.pad_id(self.tokenizer),
+                             padding_side="right" if training else "left",
+                             embed=unwrap(self.module.lm).get_input_embeddings(), device=self.device)
+        return self.extend_batch(b, parts)
+
+    def extend_batch(self, batch: dict[str, Any], parts: list[list[Any]]) -> dict[str, Any]:
+        """Add what ``loss`` needs beyond the LM inputs (default: nothing)."""
+        return batch
+
+    def lm_epoch(self, epoch: int, samples: list[GraphSample], targets: list[list[int]]) -> float:
+        """One epoch of ``loss`` over ``samples`` with their target ids."""
+        c = self.config
+        n = len(samples)
+        if n == 0 or self.optimizer is None:
+            return 0.0
+        self.module.train()
+        perm = torch.randperm(n, generator=self.generator).tolist()
+        total = 0.0
+        bar = self.progress.bar(-(-n // c.batch_size), f"epoch {epoch}", unit="step")
+        for s in range(0, n, c.batch_size):
+            idx = perm[s:s + c.batch_size]
+            b = self.batch([samples[i] for i in idx], [targets[i] for i in idx], training=True)
+            total += lm_utils.optimizer_step(self.loss(b), self.optimizer, self.params, c.grad_clip) * len(idx)
+            bar.update()
+        bar.close()
+        return total / n
+
+    def state_dict(self) -> dict[str, Any]:
+        return lm_utils.trainable_state(self.module) if self.module is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.module is not None:
+            lm_utils.load_trainable_state(self.module, state)
+
+    def describe(self) -> dict[str, Any]:
+        if self.module is None:
+            return {}
+        c = self.config
+        return {"lm": c.lm, "trainable": c.trainable, "trainable_parameters": sum(p.numel() for p in self.params),
+                "own_parameters": sum(p.numel() for p in self.own_params), "encoded": self.enc.counts(),
+                "placement": c.placement, "loss": "cross-entropy on target tokens only"}
+
+
+class GraphLMGenerator(GraphLMCore, GenerationModel):
+    """Generation: the target follows the prompt's "Summary:"; free decoding."""
+
+    def setup(self, data: GenerationTrainingData, seed: int) -> None:
+        self.build(list(data.train) + list(data.valid) + list(data.test), seed, lm_utils.PROMPT_SUFFIX)
+        c = self.config
+        self.train_samples = list(data.train)
+        self.train_targets = [lm_utils.target_ids(self.tokenizer, t, c.max_target_tokens) for t in data.train_targets]
+
+    def train_epoch(self, epoch: int) -> float:
+        return self.lm_epoch(epoch, self.train_samples, self.train_targets)
+
+    @torch.no_grad()
+    def generate(self, samples: list[GraphSample], max_new_tokens: int, num_beams: int = 1) -> list[str]:
+        if not samples:
+            return []
+        b = self.batch(list(samples), None, training=False)
+        return lm_decode.generate_texts(self.module.lm, self.tokenizer, b, max_new_tokens, num_beams)
+
+
+class GraphLMClassifier(GraphLMCore, ClassificationModel):
+    """Classification of a node from its assembled sub-graph (module docstring: the two heads)."""
+
+    def setup(self, data: ClassificationTrainingData, seed: int) -> None:
+        c = self.config
+        unseen = sorted(set(data.candidate_classes) - set(data.train_classes))
+        if c.head == "linear" and unseen:
+            raise ConfigError(f"{self.name}: candidate classes {unseen} never occur in training (a zero-shot split); "
+                              f"a linear head cannot score them. Use --set head=likelihood")
+        if data.assemble is None:
+            raise ConfigError(f"{self.name}: task {data.task} gives no assembled samples")
+        self.view = data
+        self._samples: dict[int, GraphSample] = {}
+        nodes = torch.cat([data.train_nodes, data.valid_nodes, data.test_nodes]).tolist()
+        self.build(self.samples_of(nodes), seed, CLASS_SUFFIX)
+        self.num_classes = len(data.class_names)
+        self.candidates = list(data.candidate_classes)
+        labels = data.graph.labels[data.train_nodes]
+        seen = set(data.train_classes)
+        keep = [i for i, y in enumerate(labels.tolist()) if y >= 0 and y in seen]
+        self.train_nodes = [int(data.train_nodes[i]) for i in keep]
+        self.train_labels = [int(labels[i]) for i in keep]
+        self.label_ids = [lm_utils.token_ids(self.tokenizer, c.label_template.format(name=n))
+                          for n in data.class_names]
+        if any(not x for x in self.label_ids):
+            raise ConfigError(f"{self.name}: a class name has no tokens under label_template {c.label_template!r}")
+        self.cls_head: nn.Linear | None = None
+        if c.head == "linear":
+            width = unwrap(self.module.lm).get_input_embeddings().weight.shape[1]
+            self.train_classes = sorted(seen)
+            self.module.cls_head = nn.Linear(width, len(self.train_classes)).to(self.device)
+            self.cls_head = self.module.cls_head
+            self.refresh_optimizer()
+
+    def samples_of(self, nodes: list[int]) -> list[GraphSample]:
+        """Assembled samples of graph nodes (each assembled once)."""
+        for v in nodes:
+            if v not in self._samples:
+                self._samples[v] = self.view.assemble(v)
+        return [self._samples[v] for v in nodes]
+
+    def pooled(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean of the LM's final hidden states over each prompt's real positions: (B, H)."""
+        rows, cols = b["attention_mask"].nonzero(as_tuple=True)
+        h = hidden_at(self.module.lm, b, rows, cols).float()
+        out = h.new_zeros(b["attention_mask"].shape[0], h.shape[-1]).index_add_(0, rows, h)
+        return out / b["attention_mask"].sum(1, keepdim=True).clamp_min(1).float()
+
+    def train_epoch(self, epoch: int) -> float:
+        c = self.config
+        if self.cls_head is None:
+            targets = [self.label_ids[y] for y in self.train_labels]
+            return self.lm_epoch(epoch, self.samples_of(self.train_nodes), targets)
+        n = len(self.train_nodes)
+        self.module.train()
+        perm = torch.randperm(n, generator=self.generator).tolist()
+        pos = {k: i for i, k in enumerate(self.train_classes)}
+        total = 0.0
+        for s in range(0, n, c.batch_size):
+            idx = perm[s:s + c.batch_size]
+            b = self.batch(self.samples_of([self.train_nodes[i] for i in idx]), None, training=False)
+            logits = self.cls_head(self.pooled(b))
+            y = torch.tensor([pos[self.train_labels[i]] for i in idx], device=self.device)
+            total += lm_utils.optimizer_step(F.cross_entropy(logits, y), self.optimizer, self.params,
+                                             c.grad_clip) * len(idx)
+        return total / max(n, 1)
+
+    @torch.no_grad()
+    def predict(self, nodes: torch.Tensor) -> torch.Tensor:
+        samples = self.samples_of([int(v) for v in nodes.tolist()])
+        scores = torch.full((len(samples), self.num_classes), -1e9, device=self.device)
+        if self.cls_head is not None:
+            b = self.batch(samples, None, training=False)
+            scores[:, self.train_classes] = self.cls_head(self.pooled(b)).float()
+            return scores
+        with autocast(self.device, self.compute_dtype):
+            parts = self.prompts(samples)
+        ll = lm_decode.label_log_likelihoods(self.module.lm, parts, [self.label_ids[k] for k in self.candidates],
+                                             pad_token_id=lm_utils.pad_id(self.tokenizer),
+                                             batch_size=self.config.eval_batch_size)
+        scores[:, self.candidates] = ll.to(self.device)
+        return scores
