@@ -113,26 +113,21 @@ def is_baseline(row: Row) -> bool:
 def significance_markers(rows: list[Row], main: str) -> tuple[Row | None, dict[str, str]]:
     """The best baseline row (by mean test main metric) and, per other row label, ▲ / ▼ / '' from a paired
     bootstrap over the test samples of their saved logs (p < 0.05)."""
-    from mmbench.significance import paired_test, sample_values, seed_mean
+    from mmbench.significance import paired_test
 
     baselines = [r for r in sort_rows(rows, main) if is_baseline(r) and r.values("test", main)]
     if not baselines:
         return None, {}
     ref = baselines[0]
 
-    def values(row: Row) -> dict | None:
-        per = [sample_values(r, Path(r["_path"])) for r in row.records if r.get("_path")]
-        per = [v for v in per if v]
-        return seed_mean(per) if per else None
-
-    ref_values = values(ref)
+    ref_values = _row_values(ref)
     markers: dict[str, str] = {}
     if ref_values is None:
         return ref, markers
     for row in rows:
         if row is ref:
             continue
-        v = values(row)
+        v = _row_values(row)
         res = paired_test(v, ref_values) if v else None
         if res is not None:
             mark = res.marker()
@@ -166,6 +161,53 @@ def render_table(records: list[dict[str, Any]]) -> str:
                       f"paired bootstrap over test samples (1,000 resamples, p < 0.05; per-sample values "
                       f"averaged over seeds)."]
     return "\n".join(lines)
+
+
+def _row_values(row: Row) -> dict | None:
+    from mmbench.significance import sample_values, seed_mean
+
+    per = [sample_values(r, Path(r["_path"])) for r in row.records if r.get("_path")]
+    per = [v for v in per if v]
+    return seed_mean(per) if per else None
+
+
+def render_ablations(records: list[dict[str, Any]]) -> list[str]:
+    """Each row with ``--set`` overrides against the same model's row without any (its full model): the mean
+    difference of the main metric and a paired bootstrap over the test samples both have."""
+    from mmbench.significance import paired_test
+
+    main = records[0]["main_metric"]
+    rows = group_rows(records)
+    plain = defaultdict(list)
+    for r in rows:
+        if not (r.records[0]["model"].get("overrides") or {}):
+            plain[r.model].append(r)
+    full = {m: rs[0] for m, rs in plain.items() if len(rs) == 1}   # an unambiguous full model only
+    lines = []
+    for row in sort_rows(rows, main):
+        ref = full.get(row.model)
+        if ref is None or not (row.records[0]["model"].get("overrides") or {}):
+            continue
+        a, b = _row_values(row), _row_values(ref)
+        res = paired_test(a, b) if a and b else None
+        diff = statistics.fmean(row.values("test", main)) - statistics.fmean(ref.values("test", main))
+        if res is None:
+            verdict = "no per-sample logs"
+        else:
+            mark = res.marker()
+            verdict = {"▲": "significantly better", "▼": "significantly worse"}.get(mark, "not significant")
+            if is_lower_better(main):
+                verdict = {"significantly better": "significantly worse",
+                           "significantly worse": "significantly better"}.get(verdict, verdict)
+            verdict += f" (p = {min(res.p_not_better, res.p_not_worse):.3f}, {res.n} samples)"
+        lines.append(f"| {row.label} | {len(row.records)} | {ref.label} | {len(ref.records)} | "
+                     f"{fmt_stat(row.values('test', main), main)} | {diff:+.4f} | {verdict} |")
+    if not lines:
+        return []
+    return ["Ablations against their full model (paired bootstrap over the test samples both logged, "
+            "1,000 resamples, p < 0.05; per-sample values averaged over seeds):", "",
+            f"| Ablation | Seeds | Full model | Seeds | Test {metric_label(main)} | Difference | Paired test |",
+            "|---|---|---|---|---|---|---|", *lines, ""]
 
 
 def render_reported(task: str, reported: list[dict[str, Any]]) -> list[str]:
@@ -212,7 +254,7 @@ def render_task(task: str, records: list[dict[str, Any]], reported: list[dict[st
     for fp, recs in ordered:
         t = recs[0]["task"]
         out += [f"Task version {t['version']} · fingerprint `{fp[:12]}` · data `{t['data_hash'][:12]}` · "
-                f"{len(recs)} records", "", render_table(recs), ""]
+                f"{len(recs)} records", "", render_table(recs), "", *render_ablations(recs)]
     out += render_reported(task, reported or [])
     return "\n".join(out).rstrip() + "\n"
 

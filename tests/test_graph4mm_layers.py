@@ -15,7 +15,6 @@ from mmbench.models.graph4mm_layers import (
     MMQFormer,
     dense_hop_diffusion,
     diffusion_coefficients,
-    hop_distances,
     prepare_edges,
 )
 
@@ -303,18 +302,6 @@ def test_hop_aware_encoding():
     assert enc.embedding.weight.grad[:, 0].tolist() == [1.0, 1.0, 3.0, 1.0]   # row use counts
     batched = enc(h.view(2, 3, 6), hop.view(2, 3))
     torch.testing.assert_close(batched.view(6, 6), out)
-
-
-def test_hop_distances_bfs():
-    # sample 1: 0 - 1 - 2 - 3, node 4 isolated; sample 2: 5 - 6, 5 - 7 (root 5)
-    edges = torch.tensor([[0, 1, 1, 2, 2, 3, 5, 6, 5, 7], [1, 0, 2, 1, 3, 2, 6, 5, 7, 5]])
-    dist = hop_distances(edges, 8, torch.tensor([0, 5]))
-    assert dist.tolist() == [0, 1, 2, 3, -1, 0, 1, 1]
-    assert hop_distances(edges, 8, torch.tensor([0, 5]), max_hop=2).tolist() == [0, 1, 2, -1, -1, 0, 1, 1]
-    assert hop_distances(edges, 8, torch.tensor([3])).tolist() == [3, 2, 1, 0, -1, -1, -1, -1]
-
-
-# ---------------------------------------------------------------- MM-QFormer
 
 
 def _qformer(order: str, layers: int = 1) -> MMQFormer:

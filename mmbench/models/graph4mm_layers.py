@@ -12,8 +12,8 @@ Shapes: a batch of samples is packed PyG-style, N nodes of all samples concatena
                           ``h + sum_{k=0..K} theta_k A^k h`` (paper) or ``sum_k theta_k A^k h`` (public code), with
                           theta_k = alpha (1 - alpha)^k and A^k h computed by K rounds of message passing.
 ``dense_hop_diffusion``   the reference: the same maths with a dense (N, N) masked softmax and matrix powers.
-``HopAwareEncoding``      the paper's cheaper alternative: h + a learned embedding of the hop distance.
-``hop_distances``         BFS hop distance of every node from its sample's root node(s).
+``HopAwareEncoding``      the paper's cheaper alternative: h + a learned embedding of the hop distance (hops
+                          come from the sample assembly's BFS, ``SampleNode.hop``).
 ``MMQFormer``             learned queries that read text nodes (shared self-attention) and image nodes
                           (cross-attention), block order ``paper`` or ``public``.
 
@@ -332,26 +332,6 @@ def dense_hop_diffusion(module: HopDiffusedAttention, h: Tensor, edge_index: Ten
         h = h + out if layer.residual else out
         matrices.append(a)
     return (h, matrices) if return_matrices else h
-
-
-def hop_distances(edge_index: Tensor, num_nodes: int, roots: Tensor, max_hop: int | None = None) -> Tensor:
-    """Hop distance of every node from the nearest root, following edges src -> dst (BFS by message passing).
-
-    edge_index (2, M), roots (R,) node ids (e.g. each sample's target node) -> (N,) long; -1 = unreachable (or
-    farther than ``max_hop`` when given). Samples are disconnected, so each node gets the distance to its own root.
-    """
-    src, dst = edge_index.long()
-    dist = torch.full((num_nodes,), -1, dtype=torch.long, device=edge_index.device)
-    dist[roots] = 0
-    frontier = dist == 0
-    hop = 0
-    while bool(frontier.any()) and (max_hop is None or hop < max_hop):
-        hop += 1
-        reached = torch.zeros_like(frontier)
-        reached[dst[frontier[src]]] = True
-        frontier = reached & (dist < 0)
-        dist[frontier] = hop
-    return dist
 
 
 class HopAwareEncoding(nn.Module):
