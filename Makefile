@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.mmbench-installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
-export PYSTOW_HOME ?= $(CURDIR)/.mmbench-cache/pystow
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 DEMO_DIR := .mmbench-demo

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from mmbench import paths
 from mmbench.api import KGCModel, KGTrainingData, TrainSchedule
 from mmbench.registry import register_model
 
@@ -48,6 +49,7 @@ class PyKEENModel(KGCModel):
         return {"embedding_dim": self.config.embedding_dim}
 
     def setup(self, data: KGTrainingData, seed: int) -> None:
+        paths.use_cache_for_pystow()
         from pykeen.models import model_resolver
         from pykeen.training import LCWATrainingLoop, SLCWATrainingLoop
         from pykeen.triples import CoreTriplesFactory

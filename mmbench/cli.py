@@ -3,41 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import traceback
 from pathlib import Path
 
-from mmbench.errors import ConfigError, MMBenchError
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0' -> [0]; '0,2' -> [0, 2]; '0-2' -> [0, 1, 2]."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                lo, hi = part.split("-", 1)
-                seeds += list(range(int(lo), int(hi) + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ConfigError(f"--seed {text!r}: expected an integer, a list (0,1,2) or a range (0-2)") from None
-    return seeds
+from mmbench import paths
+from mmbench.config import parse_seeds
+from mmbench.errors import ConfigError, MMBenchError, failure_summary
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "tasks":
         from mmbench.data import data_status
-        from mmbench.tasks import all_cards
+        from mmbench.tasks import scan_cards
 
-        cards = all_cards()
-        width = max((len(n) for n in cards), default=4)
+        cards, broken = scan_cards()
+        width = max((len(n) for n in [*cards, *broken]), default=4)
         for name, card in cards.items():
             present, detail = data_status(card)
             mark = "ready  " if present else "missing"
             print(f"{name:<{width}}  {card.family:<14} {mark}  {card.description.splitlines()[0][:90]}")
             if not present or args.verbose:
                 print(f"{'':<{width}}  {'':<14}          data: {detail}")
+        for stem, error in broken.items():
+            print(f"{stem:<{width}}  {'?':<14} broken   {str(error).splitlines()[0][:200]}")
     else:
         from mmbench.registry import all_models, model_families
 
@@ -85,7 +74,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if not (eq and sep and model and key):
                 raise ConfigError(f"--set {item!r}: in a sweep, write MODEL:key=value (e.g. mygo:epochs=50)")
             overrides.setdefault(model, {}).update(parse_overrides([f"{key}={value}"]))
-        spec = spec_from_args(args.models.split(","), args.tasks.split(","), parse_seeds(args.seeds), overrides)
+        seeds = parse_seeds(args.seeds, "--seeds")
+        spec = spec_from_args(args.models.split(","), args.tasks.split(","), seeds, overrides)
     if args.no_log_samples:
         spec.log_samples = False
     report = run_sweep(spec, results_dir=Path(args.results_dir) if args.results_dir else None,
@@ -97,7 +87,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from mmbench import paths
     from mmbench.leaderboard import write_leaderboard
     from mmbench.results import ResultStore
 
@@ -129,7 +118,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from mmbench.data import prepare_task_data
     from mmbench.tasks import get_card
 
-    manifest = prepare_task_data(get_card(args.task), Path(args.src), link=args.link)
+    manifest = prepare_task_data(get_card(args.task), Path(args.src), link=args.link,
+                                 verify=not args.unverified_data)
     print(f"prepared {args.task}: {manifest['stats']}")
     for note in manifest["notes"]:
         print(f"note: {note}")
@@ -208,12 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("task")
     pp.add_argument("--from", dest="src", required=True, help="folder holding the downloaded release")
     pp.add_argument("--link", action="store_true", help="symlink instead of copying")
+    pp.add_argument("--unverified-data", action="store_true",
+                    help="prepare data whose counts differ from the card's (the manifest and every result on it "
+                         "are marked unverified)")
     pp.set_defaults(fn=cmd_data)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("PYSTOW_HOME", str(Path.home() / ".cache" / "mmbench" / "pystow"))
+    paths.use_cache_for_pystow()
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
@@ -223,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished records are kept", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001  (the full traceback, then one line naming the model-code frame)
+        traceback.print_exc()
+        print(f"error: {failure_summary(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

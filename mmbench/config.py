@@ -13,6 +13,27 @@ import yaml
 from mmbench.errors import ConfigError, closest
 
 
+def parse_seeds(text: str, where: str = "--seed") -> list[int]:
+    """'0' -> [0]; '0,2' -> [0, 2]; '0-2' -> [0, 1, 2]. Refuses negative seeds, reversed or empty ranges and
+    repeats, naming ``where`` (the flag or sweep-file key the text came from)."""
+    hint = "expected a seed >= 0, a list (0,1,2) or a range (0-2)"
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        lo, sep, hi = part.partition("-") if "-" in part[1:] else (part, "", "")
+        try:
+            first, last = int(lo), int(hi if sep else lo)
+        except ValueError:
+            raise ConfigError(f"{where} {text!r}: {hint}") from None
+        if first < 0 or last < 0:
+            raise ConfigError(f"{where} {text!r}: seeds must be >= 0 ({hint})")
+        if last < first:
+            raise ConfigError(f"{where} {text!r}: the range {part} is reversed; write {last}-{first}")
+        seeds += range(first, last + 1)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where} {text!r}: a seed is listed twice")
+    return seeds
+
+
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """``["lr=1e-3", "use_fgcl=false"]`` -> ``{"lr": 0.001, "use_fgcl": False}`` (values parsed as YAML)."""
     out: dict[str, Any] = {}
@@ -59,6 +80,42 @@ def _coerce(name: str, value: Any, annotation: Any, owner: str) -> Any:
     return value
 
 
+# Value ranges by key name, checked for every preset and --set value (an adapter's own keys follow the same
+# names: README, "Adding a model"). (test on the key, lower bound, lower inclusive, upper bound, upper inclusive).
+_RANGE_RULES: tuple[tuple[Any, float | None, bool, float | None, bool], ...] = (
+    (lambda k: k in ("lr", "learning_rate") or k.endswith("_lr"), 0.0, False, None, False),
+    (lambda k: k.endswith("dropout") or k.endswith("dropouts") or k == "label_smoothing", 0.0, True, 1.0, False),
+    (lambda k: k in ("epochs", "patience", "iterations", "weight_decay", "grad_clip", "mu", "vm_weight",
+                     "diffusion_steps", "max_hop", "restart_period") or k.startswith("max_"), 0.0, True, None, False),
+    (lambda k: k == "dim" or k == "hidden" or k.endswith("_dim") or k.endswith("heads") or k == "layers"
+     or k.endswith("_layers") or k.startswith("num_layers") or k.endswith("batch_size") or k == "eval_every"
+     or k in ("num_negs", "qformer_blocks", "queries_per_image", "visual_codes", "fgcl_samples"),
+     1.0, True, None, False),
+    (lambda k: k == "width", 0.0, True, None, False),
+    (lambda k: k.endswith("temperature") or k == "score_scale", 0.0, False, None, False),
+    (lambda k: k == "alpha", 0.0, False, 1.0, True),
+)
+
+
+def _check_range(key: str, value: Any, owner: str) -> None:
+    """Raise a ConfigError naming ``key`` when a numeric value is outside its rule's range."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for rule, lo, lo_incl, hi, hi_incl in _RANGE_RULES:
+        if not rule(key):
+            continue
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            low_ok = lo is None or (v >= lo if lo_incl else v > lo)
+            high_ok = hi is None or (v <= hi if hi_incl else v < hi)
+            if not (low_ok and high_ok):
+                left = "" if lo is None else f"{'[' if lo_incl else '('}{lo:g}"
+                right = "inf)" if hi is None else f"{hi:g}{']' if hi_incl else ')'}"
+                raise ConfigError(f"{owner}: {key}={value!r} is out of range: expected a value in "
+                                  f"{left}, {right}")
+        return
+
+
 def build_config(config_cls: type, task: str | None, presets: Mapping[str, Mapping[str, Any]],
                  overrides: Mapping[str, Any], owner: str) -> Any:
     """Defaults, then ``presets[task]`` (if any), then ``overrides``; unknown keys raise with a hint."""
@@ -73,6 +130,7 @@ def build_config(config_cls: type, task: str | None, presets: Mapping[str, Mappi
                     f"Known keys: {', '.join(sorted(fields))}"
                 )
             values[key] = _coerce(key, value, hints.get(key, Any), owner)
+            _check_range(key, values[key], f"{owner} ({source})")
     return config_cls(**values)
 
 

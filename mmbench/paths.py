@@ -20,6 +20,13 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "mmbench" / "cache"
 
 
+def use_cache_for_pystow() -> Path:
+    """Point PyKEEN's dataset folder (pystow) under the mmbench cache unless ``$PYSTOW_HOME`` is set; call before
+    pykeen is imported (it reads the folder at import time). Returns the folder in use."""
+    os.environ.setdefault("PYSTOW_HOME", str(cache_root() / "pystow"))
+    return Path(os.environ["PYSTOW_HOME"])
+
+
 def results_root() -> Path:
     """Result records: ``$MMBENCH_RESULTS`` or ``./results``."""
     return Path(os.environ.get("MMBENCH_RESULTS", "results")).expanduser()

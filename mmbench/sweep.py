@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from mmbench import paths
+from mmbench.config import parse_seeds
 from mmbench.errors import ConfigError, MMBenchError
 from mmbench.io import atomic_write_json
 from mmbench.results import utc_now
@@ -58,14 +59,9 @@ class SweepSpec:
     source: str | None = None
 
 
-def _seeds(value: Any) -> list[int]:
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, list):
-        return [int(v) for v in value]
-    from mmbench.cli import parse_seeds
-
-    return parse_seeds(str(value))
+def _seeds(value: Any, where: str) -> list[int]:
+    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return parse_seeds(text, where)
 
 
 def spec_from_args(models: list[str], tasks: list[str], seeds: list[int],
@@ -100,7 +96,7 @@ def load_sweep_file(path: Path) -> SweepSpec:
     unknown = set(raw) - {"name", "description", "tasks", "seeds", "models", "log_samples"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
-    seeds = _seeds(raw.get("seeds", 0))
+    seeds = _seeds(raw.get("seeds", 0), f"{path}: seeds")
     jobs = []
     for label, entry in raw["models"].items():
         entry = entry or {}
@@ -110,7 +106,7 @@ def load_sweep_file(path: Path) -> SweepSpec:
         if not isinstance(over, dict):
             raise ConfigError(f"{path}: models.{label}.set must be a mapping of config keys to values")
         for task in entry.get("tasks", raw["tasks"]):
-            for seed in _seeds(entry.get("seeds", seeds)):
+            for seed in _seeds(entry.get("seeds", seeds), f"{path}: models.{label}.seeds"):
                 jobs.append(SweepJob(str(label), entry.get("model", str(label)), task, seed,
                                      tuple(sorted(over.items()))))
     return SweepSpec(jobs, log_samples=bool(raw.get("log_samples", True)), source=str(path))

@@ -92,24 +92,39 @@ def load_card(path: Path) -> TaskCard:
     return card
 
 
-def all_cards() -> dict[str, TaskCard]:
-    """Every card found in the task directories, by name (the first directory wins on clashes)."""
+def scan_cards() -> tuple[dict[str, TaskCard], dict[str, ConfigError]]:
+    """Every card in the task directories: (usable cards by name, broken cards by file stem with their error).
+
+    A broken card (bad YAML, missing keys, ...) never hides the others; only a command that names it fails.
+    The first directory wins on name clashes."""
     cards: dict[str, TaskCard] = {}
+    broken: dict[str, ConfigError] = {}
     for d in paths.task_dirs():
         if not d.is_dir():
             continue
         for p in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
-            card = load_card(p)
+            try:
+                card = load_card(p)
+            except ConfigError as e:
+                broken.setdefault(p.stem, e)
+                continue
             cards.setdefault(card.name, card)
-    return cards
+    return cards, {stem: e for stem, e in broken.items() if stem not in cards}
+
+
+def all_cards() -> dict[str, TaskCard]:
+    """Every usable card, by name (``scan_cards`` also reports the broken ones)."""
+    return scan_cards()[0]
 
 
 def get_card(name_or_path: str) -> TaskCard:
     """A task by registered name, or a card file given as a path ending in .yaml/.yml."""
     if name_or_path.endswith((".yaml", ".yml")):
         return load_card(Path(name_or_path))
-    cards = all_cards()
+    cards, broken = scan_cards()
+    if name_or_path in broken:
+        raise ConfigError(f"task {name_or_path!r} cannot be used: {broken[name_or_path]}")
     if name_or_path not in cards:
-        raise ConfigError(f"unknown task {name_or_path!r}.{closest(name_or_path, cards)} "
+        raise ConfigError(f"unknown task {name_or_path!r}.{closest(name_or_path, [*cards, *broken])} "
                           f"Run `mmbench list tasks` to see the registered tasks.")
     return cards[name_or_path]

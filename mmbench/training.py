@@ -28,6 +28,28 @@ class Selection:
     eval_seconds: float = 0.0
 
 
+def epoch_losses(model: ModelAdapter, first: int, count: int) -> list[float]:
+    """``model.train_epochs(first, count)`` as floats; an adapter method that returns anything but ``count``
+    numbers is named with what it returned."""
+    own_loop = type(model).train_epochs is not ModelAdapter.train_epochs
+    method = (f"{type(model).__name__}.train_epochs({first}, {count})" if own_loop
+              else f"{type(model).__name__}.train_epoch")
+    raw = model.train_epochs(first, count)
+    if not isinstance(raw, (list, tuple)) or len(raw) != count:
+        got = f"{len(raw)} losses" if isinstance(raw, (list, tuple)) else repr(raw)[:80]
+        raise AdapterError(f"{type(model).__name__}.train_epochs({first}, {count}) returned {got}; expected a "
+                           f"list of {count} losses")
+    out = []
+    for epoch, value in enumerate(raw, first):
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AdapterError(f"{method} returned {value!r} for epoch {epoch}; it must return the epoch's mean "
+                               f"training loss as a number (a float)")
+        out.append(float(value))
+    return out
+
+
 def train_with_selection(model: ModelAdapter, validate: Validate | None, progress: Progress) -> Selection:
     """Train ``model`` for ``config.epochs`` (in chunks of ``eval_every``), validate after each chunk,
     and leave the model in its best validated state. Without ``validate`` the last state is kept."""
@@ -44,10 +66,7 @@ def train_with_selection(model: ModelAdapter, validate: Validate | None, progres
     epoch = 0
     while epoch < epochs:
         count = min(every - epoch % every, epochs - epoch)
-        losses = [float(x) for x in model.train_epochs(epoch + 1, count)]
-        if len(losses) != count:
-            raise AdapterError(f"{type(model).__name__}.train_epochs({epoch + 1}, {count}) returned "
-                               f"{len(losses)} losses, expected {count}")
+        losses = epoch_losses(model, epoch + 1, count)
         for i, loss in enumerate(losses, epoch + 1):
             if not math.isfinite(loss):
                 raise AdapterError(f"{type(model).__name__}: training loss is {loss} at epoch {i}; lower the "

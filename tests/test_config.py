@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
 
-from mmbench.cli import parse_seeds
-from mmbench.config import build_config, config_to_dict, parse_overrides
+from mmbench.config import build_config, config_to_dict, parse_overrides, parse_seeds
 from mmbench.errors import ConfigError
 
 
@@ -93,9 +93,72 @@ def test_parse_seeds(text, seeds):
     assert parse_seeds(text) == seeds
 
 
-def test_parse_seeds_error():
-    with pytest.raises(ConfigError, match="--seed 'a': expected an integer"):
-        parse_seeds("a")
+@pytest.mark.parametrize("text, message", [
+    ("a", "--seed 'a': expected a seed >= 0"),
+    ("3-1", "the range 3-1 is reversed; write 1-3"),
+    ("-1", "seeds must be >= 0"),
+    ("0,-2", "seeds must be >= 0"),
+    ("", "expected a seed >= 0"),
+    ("0,1,0-2", "listed twice"),
+])
+def test_parse_seeds_error(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_seeds(text)
+
+
+def test_cli_refuses_bad_seeds_before_running(capsys):
+    from mmbench.cli import main
+
+    assert main(["eval", "--model", "distmult", "--task", "nations", "--seed", "3-1"]) != 0
+    assert "reversed" in capsys.readouterr().err
+    assert main(["sweep", "--models", "distmult", "--tasks", "nations", "--seeds", "-1"]) != 0
+    assert "--seeds '-1': seeds must be >= 0" in capsys.readouterr().err
+
+
+def test_sweep_file_refuses_bad_seeds(tmp_path):
+    from mmbench.sweep import load_sweep_file
+
+    path = tmp_path / "s.yaml"
+    path.write_text("tasks: [nations]\nseeds: 0-2\nmodels:\n  distmult: {seeds: []}\n")
+    with pytest.raises(ConfigError, match=r"models\.distmult\.seeds '': expected a seed"):
+        load_sweep_file(path)
+
+
+@pytest.mark.parametrize("model, pair, message", [
+    ("distmult", "epochs=-5", "epochs=-5 is out of range: expected a value in [0, inf)"),
+    ("distmult", "lr=-1", "lr=-1.0 is out of range: expected a value in (0, inf)"),
+    ("distmult", "lr=0", "lr=0.0 is out of range"),
+    ("distmult", "dim=0", "dim=0 is out of range: expected a value in [1, inf)"),
+    ("distmult", "input_dropout=1.0", "input_dropout=1.0 is out of range: expected a value in [0, 1)"),
+    ("gcn", "dropout=-0.1", "dropout=-0.1 is out of range"),
+    ("mygo", "tucker_dropouts=[0.3, 1.2, 0.1]", "tucker_dropouts=[0.3, 1.2, 0.1] is out of range"),
+    ("graph4mm", "alpha=0", "alpha=0.0 is out of range: expected a value in (0, 1]"),
+])
+def test_config_ranges_refused_naming_the_key(model, pair, message):
+    from mmbench.registry import get_model
+
+    cls = get_model(model)
+    with pytest.raises(ConfigError, match=re.escape(f"model {model} (--set): {message}")):
+        build_config(cls.Config, None, cls.presets, parse_overrides([pair]), f"model {model}")
+
+
+def test_every_builtin_default_and_preset_is_in_range():
+    import dataclasses
+
+    from mmbench.config import _check_range
+    from mmbench.registry import all_models, get_model, model_families
+
+    for name in all_models():
+        for family in model_families(name):
+            cls = get_model(name, family)
+            for f in dataclasses.fields(cls.Config):
+                _check_range(f.name, getattr(cls.Config(), f.name), name)
+            for task in cls.presets:
+                build_config(cls.Config, task, cls.presets, {}, name)
+    # the edges of the ranges are accepted: zero epochs (zero-shot use) and width 0 (the LM's width)
+    gm = get_model("graph4mm", "generation")
+    c = build_config(gm.Config, None, {}, parse_overrides(["epochs=0", "width=0", "alpha=1"]), "graph4mm")
+    assert (c.epochs, c.width, c.alpha) == (0, 0, 1.0)
 
 
 def test_exponent_strings_become_floats_only_for_float_fields():

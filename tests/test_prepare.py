@@ -153,3 +153,28 @@ def test_openke_counts_come_from_the_data_not_the_card(env, tmp_path):
     shutil.copytree(FIXTURES / "db15k" / "tokens", src / "tokens")
     with pytest.raises(DataError, match="entities: found 40, published 41"):
         prepare(card, src)
+
+
+def test_prepare_errors_name_the_users_file_not_the_staging_copy(env, tmp_path, fixture_db15k_card, capsys):
+    src = copy_fixture("db15k", tmp_path / "download")
+    lines = (src / "train.txt").read_text().splitlines(keepends=True)
+    lines[6] = "only-two\tcolumns\n"
+    (src / "train.txt").write_text("".join(lines))
+    assert main(["data", "prepare", str(fixture_db15k_card), "--from", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert f"{src / 'train.txt'}:7" in err
+    assert "staging" not in err
+
+
+def test_prepare_unverified_data_is_accepted_and_recorded(env, tmp_path, capsys):
+    src = copy_fixture("db15k", tmp_path / "download")
+    assert main(["data", "prepare", "db15k", "--from", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "--unverified-data" in err and "published 12,842" in err
+    assert main(["data", "prepare", "db15k", "--from", str(src), "--unverified-data"]) == 0
+    manifest = json.loads((env.data / "db15k" / "MANIFEST.json").read_text())
+    assert manifest["verified"] is False and manifest["stats"] == DB15K_FIXTURE_STATS
+    assert any("published 12,842" in note for note in manifest["notes"])
+    with pytest.raises(DataError, match="published 12,842"):
+        load_task_data(get_card("db15k"), verify=True)  # runs on it still need --unverified-data
+    assert load_task_data(get_card("db15k"), verify=False).verified is False

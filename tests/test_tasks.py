@@ -84,14 +84,25 @@ def test_file_name_must_match_card_name(tmp_path):
     assert str(e.value) == f"{path}: the file name must match the card's name (nations.yaml)"
 
 
-def test_bad_card_on_task_path_breaks_the_registry_naming_it(env, monkeypatch):
+def test_bad_card_on_task_path_is_isolated_and_named(env, monkeypatch, capsys):
     raw = card_raw("nations")
     raw["name"] = "badcard"
     raw["family"] = "graph"
     path = write_card(env.tasks, raw)
+    (env.tasks / "badyaml.yaml").write_text("name: badyaml\nfamily: [kgc\n")
     monkeypatch.setenv("MMBENCH_TASK_PATH", str(env.tasks))
-    with pytest.raises(ConfigError, match=f"^{path}: family 'graph'"):
-        get_card("nations")
+    assert get_card("nations").name == "nations"  # every other task stays usable
+    with pytest.raises(ConfigError, match=f"^task 'badcard' cannot be used: {path}: family 'graph'"):
+        get_card("badcard")
+    with pytest.raises(ConfigError, match=r"task 'badyaml' cannot be used: .*badyaml\.yaml: not valid YAML"):
+        get_card("badyaml")
+    assert main(["list", "tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("nations ") for line in lines)
+    broken = [line for line in lines if " broken " in line]
+    assert len(broken) == 2 and broken[0].startswith("badcard") and "family 'graph'" in broken[0]
+    assert main(["eval", "--model", "distmult", "--task", "badyaml"]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
 
 
 def test_unknown_task_suggests_closest():

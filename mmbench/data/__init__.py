@@ -30,14 +30,14 @@ def _entry(card: TaskCard) -> tuple[Loader, StatusFn]:
     return _LOADERS[name]
 
 
-Preparer = Callable[[TaskCard, Any, bool], dict]
+Preparer = Callable[[TaskCard, Any, bool, bool], dict]
 _PREPARERS: dict[str, Preparer] = {}
 
 
 def register_preparer(loader: str) -> Callable[[Preparer], Preparer]:
     """``mmbench data prepare TASK --from DIR`` for tasks whose card uses ``loader``.
 
-    A preparer ``fn(card, src_dir, link) -> manifest dict`` gathers and verifies the release under
+    A preparer ``fn(card, src_dir, link, verify) -> manifest dict`` gathers and verifies the release under
     ``$MMBENCH_DATA`` (staging first, so a failed prepare leaves earlier data untouched).
     """
 
@@ -47,13 +47,15 @@ def register_preparer(loader: str) -> Callable[[Preparer], Preparer]:
     return deco
 
 
-def prepare_task_data(card: TaskCard, src: Any, link: bool = False) -> dict:
+def prepare_task_data(card: TaskCard, src: Any, link: bool = False, verify: bool = True) -> dict:
+    """``verify=False`` (``--unverified-data``) prepares data whose counts differ from the card's; the manifest
+    records ``verified: false`` and every run on it is marked unverified."""
     _entry(card)  # imports the loader modules, which register their preparers
     loader = card.dataset["loader"]
     if loader not in _PREPARERS:
         raise ConfigError(f"task {card.name}: its data ({loader}) needs no preparation"
                           if loader in _NO_PREPARE else f"no prepare step for loader {loader!r}")
-    return _PREPARERS[loader](card, src, link)
+    return _PREPARERS[loader](card, src, link, verify)
 
 
 _NO_PREPARE = ("pykeen", "synth-mmkg", "synth-gen", "synth-cls", "synth-cls-zs")

@@ -69,7 +69,7 @@ from mmbench.api import FeatureSet
 from mmbench.data import register_loader, register_preparer
 from mmbench.data.graph import GraphTaskData, MultimodalGraph
 from mmbench.data.kg import dataset_dir, missing_data_message
-from mmbench.data.prepare import staged
+from mmbench.data.prepare import place, staged
 from mmbench.errors import ConfigError, DataError, closest
 from mmbench.io import file_sha256
 from mmbench.results import utc_now
@@ -609,16 +609,6 @@ def _find_release_dir(src: Path, release: str) -> Path:
                     f"{', '.join(REQUIRED)}, or those files directly in the folder)")
 
 
-def _place(src: Path, dest: Path, link: bool) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() or dest.is_symlink():
-        dest.unlink()
-    if link:
-        os.symlink(src.resolve(), dest)
-    else:
-        shutil.copy2(src, dest)
-
-
 def _extract_images(tar_path: Path, dest: Path, notes: list[str]) -> int:
     """Image members of ``tar_path`` into ``dest`` under their base names (no paths from the archive)."""
     count = dupes = 0
@@ -644,7 +634,7 @@ def _extract_images(tar_path: Path, dest: Path, notes: list[str]) -> int:
 
 
 @register_preparer("mm-graph")
-def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
+def prepare(card: TaskCard, src: Path, link: bool = False, verify: bool = True) -> dict[str, Any]:
     """Gather an MM-GRAPH release from ``src`` (a Hub download with ``<release>/`` and ``raw-data/``, or
     a flat folder), verify it, and move it under ``$MMBENCH_DATA/<dataset.dir>`` with a MANIFEST."""
     src = Path(src).expanduser()
@@ -652,10 +642,12 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
         raise DataError(f"--from {src}: not a directory")
     release = _release(card)
     root = _find_release_dir(src, release)
-    return staged(dataset_dir(card), lambda stage: _stage_and_verify(card, src, root, stage, link))
+    return staged(dataset_dir(card), lambda stage: _stage_and_verify(card, src, root, stage, link, verify), src,
+                  verify)
 
 
-def _stage_and_verify(card: TaskCard, src: Path, root: Path, dest: Path, link: bool) -> dict[str, Any]:
+def _stage_and_verify(card: TaskCard, src: Path, root: Path, dest: Path, link: bool,
+                      verify: bool = True) -> dict[str, Any]:
     release = _release(card)
     copied: dict[str, str] = {}
     notes: list[str] = []
@@ -667,7 +659,7 @@ def _stage_and_verify(card: TaskCard, src: Path, root: Path, dest: Path, link: b
         names.append(str(card.dataset["class_names_file"]))
     for name in names:
         if (root / name).exists():
-            _place(root / name, dest / name, link)
+            place(root / name, dest / name, link)
             copied[name] = str(root / name)
 
     places = [root, src, root.parent]
@@ -677,7 +669,7 @@ def _stage_and_verify(card: TaskCard, src: Path, root: Path, dest: Path, link: b
         text = hits[0] if hits else None
     if text is not None:
         rel = f"raw-data/{release}-raw-text.jsonl"
-        _place(text, dest / rel, link)
+        place(text, dest / rel, link)
         copied[rel] = str(text)
     else:
         notes.append(f"no {release}-raw-text.jsonl under {src}; node texts will be absent")
@@ -689,14 +681,14 @@ def _stage_and_verify(card: TaskCard, src: Path, root: Path, dest: Path, link: b
     if img_dir is not None:
         index = image_index(img_dir)
         for p in index.values():
-            _place(p, dest / "images" / p.relative_to(img_dir), link)
+            place(p, dest / "images" / p.relative_to(img_dir), link)
         images = {"from": str(img_dir), "count": len(index)}
     elif tar is not None:
         images = {"from": str(tar), "count": _extract_images(tar, dest / "images", notes), "extracted": True}
     else:
         notes.append(f"no images/ folder or {release}-images.tar under {src}; raw images will be absent")
 
-    ds = load_mm_graph_from(card, dest, verify=True)
+    ds = load_mm_graph_from(card, dest, verify=verify)
     return {"task": card.name, "prepared_at": utc_now(), "source": str(src.resolve()), "linked": link,
             "stats": ds.stats(), "notes": notes + ds.notes, "images": images,
             "features": {k: {"shape": list(v.values.shape), "coverage": float(v.present.float().mean())}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from mmbench import paths
 from mmbench.data import register_loader, register_preparer
 from mmbench.data.elefashion import apply_class_split, undirected, verify_expected
 from mmbench.data.graph import EDGE_TYPES, GraphTaskData, MultimodalGraph
-from mmbench.data.prepare import staged
+from mmbench.data.prepare import place, staged
 from mmbench.errors import ConfigError, DataError, closest
 from mmbench.io import file_sha256
 from mmbench.results import utc_now
@@ -335,7 +334,7 @@ def _store_edges(raw: torch.Tensor, n: int, num_types: int, directed: bool, note
 
 # --------------------------------------------------------------------------- mmbench data prepare
 @register_preparer("folder")
-def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
+def prepare(card: TaskCard, src: Path, link: bool = False, verify: bool = True) -> dict[str, Any]:
     """Validate a graph folder and copy it (files and referenced images) under $MMBENCH_DATA/<dir>."""
     if card.dataset.get("path"):
         raise ConfigError(f"task {card.name}: its card reads the folder in place (dataset.path: "
@@ -343,14 +342,14 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
     src = Path(src).expanduser()
     if not src.is_dir():
         raise DataError(f"--from {src}: not a directory")
-    load_folder_from(card, src, verify=True)  # validate first; raises on any problem in the files
+    load_folder_from(card, src, verify=verify)  # validate first; raises on any problem in the files
     dest = folder_of(card)
 
     def build(stage: Path) -> dict[str, Any]:
         copied: dict[str, str] = {}
         names = [NODES, EDGES, SPLIT] + ([LABELS] if (src / LABELS).exists() else [])
         for name in names:
-            _copy(src / name, stage / name, link)
+            place(src / name, stage / name, link)
             copied[name] = str(src / name)
         images = 0
         for lineno, rec in read_nodes(src / NODES):
@@ -362,19 +361,11 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
                                 f"self-contained folder (use dataset.path to read a folder in place)")
             target = stage / (src / img).resolve().relative_to(src.resolve())
             if not target.exists():
-                _copy(src / img, target, link)
+                place(src / img, target, link)
                 images += 1
-        ds = load_folder_from(card, stage, verify=True)
+        ds = load_folder_from(card, stage, verify=verify)
         return {"task": card.name, "prepared_at": utc_now(), "source": str(src.resolve()), "linked": link,
                 "stats": ds.stats(), "notes": ds.notes, "images": images,
                 "files": {k: {"from": v, "sha256": file_sha256(stage / k)} for k, v in sorted(copied.items())}}
 
-    return staged(dest, build)
-
-
-def _copy(src: Path, dest: Path, link: bool) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if link:
-        dest.symlink_to(src.resolve())
-    else:
-        shutil.copy2(src, dest)
+    return staged(dest, build, src, verify)

@@ -16,19 +16,55 @@ from mmbench.io import atomic_write_json, atomic_write_text, file_sha256
 from mmbench.results import utc_now
 from mmbench.tasks import TaskCard
 
+_ORIGINS: dict[str, str] = {}
+"""Staged file -> the user's file it was copied or linked from (``place``), for error messages."""
 
-def staged(dest: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+
+def place(src: Path, dest: Path, link: bool) -> None:
+    """Copy (or symlink, ``link``) ``src`` to ``dest`` in a staging folder, remembering where it came from."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        if dest.resolve() == src.resolve():
+            return
+        dest.unlink()
+    if link:
+        os.symlink(src.resolve(), dest)
+    else:
+        shutil.copy2(src, dest)
+    _ORIGINS[str(dest)] = str(src)
+
+
+def _name_sources(message: str, stage: Path, src: Path | None) -> str:
+    """Replace staged paths in ``message`` by the user's files they came from (longest paths first); a path
+    under the staging folder with no single origin (a converted file) is named relative to ``--from``."""
+    for staged_path in sorted((k for k in _ORIGINS if k.startswith(str(stage) + os.sep)), key=len, reverse=True):
+        message = message.replace(staged_path, _ORIGINS[staged_path])
+    if str(stage) in message:
+        message = message.replace(str(stage), f"{src} (converted copy)" if src is not None else str(stage))
+    return message
+
+
+def staged(dest: Path, build: Callable[[Path], dict[str, Any]], src: Path | None = None,
+           verify: bool = True) -> dict[str, Any]:
     """Run ``build(stage_dir) -> manifest`` in a staging folder beside ``dest``; on success move its files
-    into ``dest`` and write ``MANIFEST.json``; on failure drop the staging folder and leave ``dest`` as it was."""
+    into ``dest`` and write ``MANIFEST.json`` (with ``verified``); on failure drop the staging folder, leave
+    ``dest`` as it was, and name the user's files (under ``src``) in the error instead of the staging copies."""
     stage = dest.parent / f".{dest.name}.staging-{os.getpid()}"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     try:
         manifest = build(stage)
-    except BaseException:
+    except DataError as e:
         shutil.rmtree(stage, ignore_errors=True)  # the staging copy only; the prepared data stays as it was
+        raise DataError(_name_sources(str(e), stage, src)) from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        for key in [k for k in _ORIGINS if k.startswith(str(stage) + os.sep)]:
+            del _ORIGINS[key]
+    manifest["verified"] = verify
     dest.mkdir(parents=True, exist_ok=True)
     for f in sorted(p for p in stage.rglob("*") if not p.is_dir()):
         target = dest / f.relative_to(stage)
@@ -40,15 +76,15 @@ def staged(dest: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any
 
 
 @register_preparer("mygo")
-def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
+def prepare(card: TaskCard, src: Path, link: bool = False, verify: bool = True) -> dict[str, Any]:
     """Copy (or symlink) the files the card names from ``src`` and verify them; returns the manifest."""
     src = Path(src).expanduser()
     if not src.is_dir():
         raise DataError(f"--from {src}: not a directory")
-    return staged(dataset_dir(card), lambda stage: _stage_and_verify(card, src, stage, link))
+    return staged(dataset_dir(card), lambda stage: _stage_and_verify(card, src, stage, link, verify), src, verify)
 
 
-def _stage_and_verify(card: TaskCard, src: Path, dest: Path, link: bool) -> dict[str, Any]:
+def _stage_and_verify(card: TaskCard, src: Path, dest: Path, link: bool, verify: bool) -> dict[str, Any]:
     """Gather the release into ``dest`` (a staging folder) and load it with verification."""
     release = card.dataset.get("release_name", card.name)
     copied: dict[str, str] = {}
@@ -57,7 +93,7 @@ def _stage_and_verify(card: TaskCard, src: Path, dest: Path, link: bool) -> dict
     if split_dir is not None:
         for name in list(SPLIT_FILES.values()) + ["entities.txt", "relations.txt", "entity2id.txt"]:
             if (split_dir / name).exists():
-                _place(split_dir / name, dest / name, link)
+                place(split_dir / name, dest / name, link)
                 copied[name] = str(split_dir / name)
     else:
         openke = _find_dir(src, release, "train2id.txt")
@@ -70,17 +106,17 @@ def _stage_and_verify(card: TaskCard, src: Path, dest: Path, link: bool) -> dict
             copied[name] = f"{openke / f'{split}2id.txt'} (converted from OpenKE h t r)"
         for name in ("entity2id.txt", "relation2id.txt"):
             if (openke / name).exists():
-                _place(openke / name, dest / name, link)
+                place(openke / name, dest / name, link)
                 copied[name] = str(openke / name)
 
     for entry in _modality_files(card):
         found = _find_file(src, entry)
         if found is not None:
             target = dest / entry if found.suffix != ".zip" or entry.endswith(".zip") else dest / (entry + ".zip")
-            _place(found, target, link)
+            place(found, target, link)
             copied[str(target.relative_to(dest))] = str(found)
 
-    ds = load_mygo_from(card, dest, verify=True)
+    ds = load_mygo_from(card, dest, verify=verify)
     return {"task": card.name, "prepared_at": utc_now(), "source": str(src.resolve()), "linked": link,
             "stats": ds.stats(), "modalities": ds.modalities.describe(), "notes": ds.notes,
             "files": {k: {"from": v, "sha256": file_sha256(dest / k)} for k, v in sorted(copied.items())}}
@@ -112,15 +148,3 @@ def _find_file(src: Path, rel: str) -> Path | None:
                 return c
     hits = sorted(src.rglob(name)) or sorted(src.rglob(name + ".zip"))
     return hits[0] if hits else None
-
-
-def _place(src: Path, dest: Path, link: bool) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() or dest.is_symlink():
-        if dest.resolve() == src.resolve():
-            return
-        dest.unlink()
-    if link:
-        os.symlink(src.resolve(), dest)
-    else:
-        shutil.copy2(src, dest)

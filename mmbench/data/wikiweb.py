@@ -649,7 +649,7 @@ def resolve_images(page: Page, image_dir: Path | None, index: dict[str, list[str
 
 
 @register_preparer("wikiweb")
-def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
+def prepare(card: TaskCard, src: Path, link: bool = False, verify: bool = True) -> dict[str, Any]:
     """Detect the source format in ``src``, draw the card's page sample, convert it to the compact format
     under ``$MMBENCH_DATA/<dir>`` (staged) and return the manifest."""
     from mmbench.data.prepare import staged
@@ -659,7 +659,7 @@ def prepare(card: TaskCard, src: Path, link: bool = False) -> dict[str, Any]:
     if not src.is_dir():
         raise DataError(f"--from {src}: not a directory")
     source = detect_source(src)
-    return staged(dataset_dir(card), lambda stage: _build(card, params, src, source, stage, link))
+    return staged(dataset_dir(card), lambda stage: _build(card, params, src, source, stage, link), src, verify)
 
 
 def _build(card: TaskCard, params: dict[str, Any], src: Path, source: OfficialSource | MMGLSource, stage: Path,
