@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -12,12 +13,28 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (``os.umask`` sets it briefly)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``; the file gets the
+    permissions a plain ``open`` would give it (0666 minus the umask), so shared results stay readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -65,3 +82,73 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class RunLock:
+    """An exclusive lock on one run key: a lock file holding ``pid host time``, created with O_EXCL.
+
+    ``acquire`` waits while another live process holds it (calling ``on_wait(holder)`` once), and takes over a
+    stale lock (its pid is gone on this host). Used as a context manager; the file is removed on release."""
+
+    def __init__(self, path: Path, poll_seconds: float = 2.0):
+        self.path, self.poll, self.held = Path(path), poll_seconds, False
+
+    def holder(self) -> dict[str, Any] | None:
+        try:
+            pid, host, started = self.path.read_text(encoding="utf-8").split()[:3]
+            return {"pid": int(pid), "host": host, "since": started}
+        except (OSError, ValueError):
+            return None
+
+    def _stale(self, holder: dict[str, Any] | None) -> bool:
+        import socket
+
+        if holder is None or holder["host"] != socket.gethostname():
+            return False  # unreadable (being written) or another machine's: wait
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def acquire(self, on_wait: Any = None) -> None:
+        import socket
+        import time
+        from datetime import datetime, timezone
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        told = False
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                holder = self.holder()
+                if self._stale(holder):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)
+                    continue
+                if not told and on_wait is not None:
+                    on_wait(holder)
+                    told = True
+                time.sleep(self.poll)
+                continue
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()} {socket.gethostname()} {stamp}\n")
+            self.held = True
+            return
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

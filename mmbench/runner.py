@@ -4,6 +4,7 @@ once, write the result record."""
 from __future__ import annotations
 
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from mmbench.config import build_config, config_to_dict
 from mmbench.data import load_task_data
 from mmbench.devices import check_device_spec, describe_device, reset_peak_memory, resolve_device
 from mmbench.errors import ConfigError
-from mmbench.io import file_sha256
+from mmbench.io import RunLock, file_sha256
 from mmbench.jobs import JobOptions
 from mmbench.progress import Progress
 from mmbench.provenance import provenance
@@ -132,9 +133,27 @@ def plan(req: EvalRequest, dataset: Any = None) -> JobPlan:
 
 
 def run_eval(req: EvalRequest, dataset: Any = None) -> EvalOutcome:
-    """Plan the job, reuse its record if it exists (unless ``--force``), else run it and write the record."""
+    """Plan the job, reuse its record if it exists (unless ``--force``), else run it and write the record.
+
+    One process at a time runs a given run key: a second ``eval`` of the same job waits for the first (a lock
+    file beside the record, ``<key>.lock``) and then reuses its record."""
     p = plan(req, dataset)
     progress = Progress(req.quiet)
+    lock = RunLock(p.record_path.with_suffix(".lock"))
+
+    def waiting(holder: dict[str, Any] | None) -> None:
+        who = f"pid {holder['pid']} on {holder['host']} since {holder['since']}" if holder else "another process"
+        print(f"job {p.key} is running ({who}); waiting for it to finish (lock: {lock.path})", file=sys.stderr,
+              flush=True)
+
+    lock.acquire(on_wait=waiting)
+    try:
+        return _reuse_or_execute(p, req, progress)
+    finally:
+        lock.release()
+
+
+def _reuse_or_execute(p: JobPlan, req: EvalRequest, progress: Progress) -> EvalOutcome:
     if not req.force:
         existing = p.existing()
         if existing is not None:

@@ -201,18 +201,27 @@ def plan_jobs(spec: SweepSpec, results_dir: Path, verify_data: bool, quiet: bool
     from mmbench.tasks import get_card
 
     data: dict[str, Any] = {}
-    todo, skipped = [], 0
+    todo, skipped, without_samples = [], 0, []
     for task in dict.fromkeys(j.task for j in spec.jobs):
         data[task] = load_task_data(get_card(task), verify=verify_data)
     for job in spec.jobs:
         req = EvalRequest(model=job.model, task=job.task, seed=job.seed, overrides=dict(job.overrides),
                           log_samples=spec.log_samples, verify_data=verify_data, results_dir=results_dir)
-        if plan(req, dataset=data[job.task]).existing() is not None:
+        p = plan(req, dataset=data[job.task])
+        if p.existing() is not None:
             skipped += 1
         else:
             todo.append(job)
+            if p.record_path.exists():
+                without_samples.append(job.name)
     if not quiet:
         print(f"sweep: {len(spec.jobs)} jobs, {skipped} already have records, {len(todo)} to run", flush=True)
+        if without_samples:
+            print(f"sweep: {len(without_samples)} of those to run have a record without per-sample logs (made by "
+                  f"`mmbench eval` without --log-samples), which the leaderboard's significance tests need: they "
+                  f"are re-run and the old records move to superseded/ ({', '.join(without_samples[:5])}"
+                  f"{', ...' if len(without_samples) > 5 else ''}); `log_samples: false` in the sweep file keeps "
+                  f"them", flush=True)
     return todo, skipped, data
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 
@@ -124,3 +125,15 @@ def test_results_root_under_a_folder_named_superseded(tmp_path):
     store = ResultStore(tmp_path / "superseded" / "results")
     store.write(record("k1"))
     assert [r["run_key"] for _, r in store.iter_records()] == ["k1"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    before = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+        atomic_write_jsonl_gz(tmp_path / "s.jsonl.gz", [{"a": 1}])
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "s.jsonl.gz").stat().st_mode) == mode

@@ -147,6 +147,23 @@ def test_resume_skips_finished_and_reruns_only_the_missing(env, capsys):
     assert os.stat(sorted(recs)[1]).st_mtime_ns == mtimes[sorted(recs)[1]]
 
 
+def test_sweep_says_why_it_reruns_a_record_without_samples(env, capsys):
+    from mmbench.cli import main
+
+    assert main(["eval", "--model", "distmult", "--task", "nations", "--set", "epochs=1", "--set", "eval_every=1",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    spec = spec_from_args(["distmult"], ["nations"], [0], {"distmult": {"epochs": 1, "eval_every": 1}})
+    spec.log_samples = False  # the sweep does not need samples: the plain record is reused
+    assert run_sweep(spec, use_ray=False).skipped == 1
+    spec.log_samples = True
+    report = run_sweep(spec, use_ray=False)
+    out = capsys.readouterr().out
+    assert (len(report.done), report.skipped) == (1, 0)
+    assert "1 of those to run have a record without per-sample logs" in out and "superseded/" in out
+    assert len(list(env.results.rglob("superseded/*.json"))) == 1
+
+
 def test_failed_job_is_recorded_retried_and_does_not_stop_the_others(env, toy, tmp_path):
     over = {toy: {"crash_seed": 1, "marker_dir": str(tmp_path)}}
     spec = spec_from_args([toy], ["nations"], [0, 1, 2], over)
