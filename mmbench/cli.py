@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -38,6 +39,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's or a job's quota)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from mmbench.config import parse_overrides
     from mmbench.report import print_summary
@@ -50,7 +59,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           save_checkpoint=Path(args.save_checkpoint) if args.save_checkpoint else None,
                           force=args.force, log_samples=args.log_samples, quiet=args.quiet,
                           verify_data=not args.unverified_data, shards=args.shards, device=args.device,
-                          results_dir=Path(args.results_dir) if args.results_dir else None)
+                          results_dir=Path(args.results_dir) if args.results_dir else None,
+                          threads=args.threads if args.threads is not None else available_cores())
         outcome = run_eval(req)
         print_summary(outcome.record, outcome.path, outcome.reused)
     return 0
@@ -152,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="generation: decode the test split in N shards (Ray workers under `mmbench sweep`)")
     ep.add_argument("--device", default="auto",
                     help="auto (default: a visible GPU, else the CPU), cpu, cuda or cuda:N")
+    ep.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch (default: the cores available to this process); in the record")
     ep.set_defaults(fn=cmd_eval)
 
     sp = sub.add_parser("sweep", help="run many (model, task, seed) jobs on Ray, then regenerate the leaderboard",

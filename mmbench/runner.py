@@ -42,6 +42,7 @@ class EvalRequest:
     results_dir: Path | None = None
     shards: int = 1
     device: str = "auto"          # auto | cpu | cuda | cuda:N (mmbench.devices)
+    threads: int | None = None    # torch intra-op threads (None: leave as set, e.g. by a sweep worker)
 
 
 @dataclass
@@ -172,6 +173,10 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
     dataset, data_hash, fingerprint, key, load_seconds, store = (p.dataset, p.data_hash, p.fingerprint, p.key,
                                                                  p.load_seconds, p.store)
     device = resolve_device(req.device)
+    if req.threads is not None:
+        if req.threads < 1:
+            raise ConfigError(f"--threads {req.threads}: expected at least 1")
+        torch.set_num_threads(req.threads)
     seed_everything(req.seed)
     model = model_cls(config)
     model.device, model.progress = device, progress
@@ -208,7 +213,8 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
         "training": outcome.training,
         **outcome.extra,
         "timing": {"load_seconds": round(load_seconds, 3), "wall_seconds": round(time.perf_counter() - t0, 3)},
-        "device": describe_device(device, getattr(model, "compute_dtype", None)),
+        "device": {**describe_device(device, getattr(model, "compute_dtype", None)),
+                   "threads": torch.get_num_threads()},
         "provenance": provenance(),
         "samples_file": None,
     }

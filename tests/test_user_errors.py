@@ -77,3 +77,21 @@ def test_pystow_folder_follows_mmbench_cache(env, monkeypatch, capsys):
     monkeypatch.setenv("PYSTOW_HOME", str(env.root / "mine"))
     assert main(["list", "tasks"]) == 0
     assert os.environ["PYSTOW_HOME"] == str(env.root / "mine")  # an explicit choice is kept
+
+
+def test_threads_option_is_used_and_recorded(env, capsys):
+    import json
+
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["eval", "--model", "distmult", "--task", "nations", "--set", "epochs=1", "--quiet",
+                     "--threads", "1"]) == 0
+        record = json.loads(next(env.results.rglob("*.json")).read_text())
+        assert record["device"]["threads"] == 1
+        assert main(["eval", "--model", "distmult", "--task", "nations", "--set", "epochs=1", "--quiet",
+                     "--threads", "0", "--seed", "1"]) == 2
+        assert "--threads 0: expected at least 1" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
