@@ -49,11 +49,13 @@ def available_cores() -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from mmbench.config import parse_overrides
+    from mmbench.isolation import run_in_fresh_process
     from mmbench.report import print_summary
     from mmbench.runner import EvalRequest, run_eval
 
     overrides = parse_overrides(args.set or [])
-    for seed in parse_seeds(args.seed):
+    seeds = parse_seeds(args.seed)
+    for seed in seeds:
         req = EvalRequest(model=args.model, task=args.task, seed=seed, overrides=overrides,
                           checkpoint=Path(args.checkpoint) if args.checkpoint else None,
                           save_checkpoint=Path(args.save_checkpoint) if args.save_checkpoint else None,
@@ -61,7 +63,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           verify_data=not args.unverified_data, shards=args.shards, device=args.device,
                           results_dir=Path(args.results_dir) if args.results_dir else None,
                           threads=args.threads if args.threads is not None else available_cores())
-        outcome = run_eval(req)
+        # several seeds: each in a fresh process, so no seed's adapter can reach what an earlier seed scored
+        outcome = run_in_fresh_process(run_eval, req) if len(seeds) > 1 else run_eval(req)
         print_summary(outcome.record, outcome.path, outcome.reused)
     return 0
 

@@ -31,6 +31,7 @@ from mmbench import paths
 from mmbench.config import parse_seeds
 from mmbench.errors import ConfigError, MMBenchError
 from mmbench.io import atomic_write_json
+from mmbench.isolation import run_in_fresh_process
 from mmbench.results import utc_now
 
 LOG_TAIL_LINES = 40
@@ -280,20 +281,22 @@ def _run_in_process(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec,
         for attempt in range(1, retries + 2):
             prog.running = 1
             try:
-                out = run_one(job, data[job.task], str(results_dir), spec.log_samples, verify_data, None, shards,
-                              device)
+                args = (job, data[job.task], str(results_dir), spec.log_samples, verify_data, None, shards, device)
+                # several jobs: each in a fresh process, so none can reach what an earlier one scored
+                out = run_in_fresh_process(run_one, *args, show_traceback=False) if len(todo) > 1 else run_one(*args)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # noqa: BLE001  (a failing job must not stop the sweep)
-                err = "".join(traceback.format_exception(e))
-                path = record_failure(results_dir, job, attempt, err, type(e).__name__)
+                err = getattr(e, "child_traceback", None) or "".join(traceback.format_exception(e))
+                kind = getattr(e, "kind", type(e).__name__)
+                path = record_failure(results_dir, job, attempt, err, kind)
                 if attempt > retries:
                     prog.failed += 1
-                    report.failed.append({"job": job.name, "error": err, "kind": type(e).__name__,
+                    report.failed.append({"job": job.name, "error": err, "kind": kind,
                                           "failure_file": str(path)})
-                    prog.line(f"{job.name}: FAILED after {attempt} attempts ({type(e).__name__})")
+                    prog.line(f"{job.name}: FAILED after {attempt} attempts ({kind})")
                 else:
-                    prog.line(f"{job.name}: attempt {attempt} failed ({type(e).__name__}); retrying")
+                    prog.line(f"{job.name}: attempt {attempt} failed ({kind}); retrying")
                 continue
             finally:
                 prog.running = 0
@@ -348,7 +351,9 @@ def _run_on_ray(todo: list[SweepJob], data: dict[str, Any], spec: SweepSpec, res
                                    f"cluster has {gpus:g}; lower --shards")
             parallel = min(parallel, max(1, int(gpus // per_job)))
         threads = max(1, int(cpus_per_job))
-        remote = ray.remote(run_one).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_retries=0)
+        # max_calls=1: a worker process runs one job, so no job can reach what an earlier one scored
+        remote = ray.remote(max_calls=1)(run_one).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
+                                                          max_retries=0)
         refs = {task: ray.put(d) for task, d in data.items()}  # shared once through the object store
         if not quiet:
             print(f"ray: {info['resources']} · {parallel} parallel jobs · {cpus_per_job:g} CPU"

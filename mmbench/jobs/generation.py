@@ -11,7 +11,7 @@ from mmbench.data.graph import GraphTaskData
 from mmbench.errors import AdapterError, ConfigError
 from mmbench.jobs import JobOptions, JobOutcome, selection_summary
 from mmbench.metrics.bootstrap import bootstrap_ci
-from mmbench.metrics.generation import GenerationScores, paper_metrics, standard_metrics
+from mmbench.metrics.generation import GenerationScores, clear_scorer_caches, paper_metrics, standard_metrics
 from mmbench.progress import Progress
 from mmbench.tasks import TaskCard
 from mmbench.training import train_with_selection
@@ -100,10 +100,12 @@ def sharded_decode(model: GenerationModel, view: GenerationTrainingData, seed: i
 
 
 def score_texts(preds: list[str], refs: list[str], protocol: str) -> GenerationScores:
+    """The card's metric profile; the scorers' caches are emptied afterwards (``clear_scorer_caches``)."""
     refs_lists = [[r] for r in refs]
-    if protocol == "paper":
-        return paper_metrics(preds, refs_lists)
-    return standard_metrics(preds, refs_lists)
+    try:
+        return paper_metrics(preds, refs_lists) if protocol == "paper" else standard_metrics(preds, refs_lists)
+    finally:
+        clear_scorer_caches()
 
 
 def run_job(model: GenerationModel, data: GraphTaskData, card: TaskCard, seed: int, progress: Progress,
@@ -141,7 +143,7 @@ def run_job(model: GenerationModel, data: GraphTaskData, card: TaskCard, seed: i
     scores = score_texts(preds, test_targets, protocol)
     test_metrics = dict(scores)
     if protocol == "standard":  # the paper profile beside it, so numbers can be set next to the paper's
-        test_metrics.update({f"paper.{k}": v for k, v in paper_metrics(preds, [[r] for r in test_targets]).items()})
+        test_metrics.update({f"paper.{k}": v for k, v in score_texts(preds, test_targets, "paper").items()})
     intervals = bootstrap_ci(scores.resample, scores.n, options.bootstrap_resamples, options.bootstrap_seed) \
         if scores.resample is not None else {}
     samples = [{"id": s.id, "prediction": pr, "reference": rf} for s, pr, rf in zip(test, preds, test_targets,

@@ -447,6 +447,26 @@ def sacrebleu_scores(predictions: Sequence[str], references: Sequence[Sequence[s
                             n=len(refs), resample=_SacreResampler(stats))
 
 
+def clear_scorer_caches() -> int:
+    """Empty the module-level caches scoring libraries keep (sacrebleu's tokenizers memoise every text they
+    tokenise, references included, in an ``lru_cache``), so nothing scored in one job stays reachable from the
+    next job's adapter in the same process. Returns the number of caches cleared."""
+    import inspect
+    import sys
+
+    cleared = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith("sacrebleu.tokenizers."):
+            continue
+        for obj in vars(module).values():
+            members = vars(obj).values() if inspect.isclass(obj) else [obj]
+            for member in members:
+                if hasattr(member, "cache_clear"):
+                    member.cache_clear()
+                    cleared += 1
+    return cleared
+
+
 def standard_metrics(predictions: Sequence[str], references: Sequence[Sequence[str] | str],
                      meteor: bool = False) -> GenerationScores:
     """The leaderboard protocol ("coco-standard"); see the module docstring.
