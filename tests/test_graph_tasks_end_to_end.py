@@ -28,6 +28,7 @@ def test_wikiweb_gen_prepare_and_eval_on_the_official_fixture(env, tmp_path, cap
     assert set(rec["metrics"]["test"]) >= {"bleu4", "rouge_l", "cider", "sacrebleu", "paper.cider"}
     assert rec["protocol"]["decoding"] == "greedy" and rec["intervals"]["cider"][0] <= rec["metrics"]["test"]["cider"]
     assert rec["training"]["selection"]["metric"] == "valid/cider"
+    assert rec["protocol"]["context_targets"] == "keep"  # the published protocol, stated in the record
 
 
 def test_wikiweb_gen_without_data_says_what_to_do(env, capsys):

@@ -29,7 +29,7 @@ from mmbench.data.tfrecord import (
     read_records,
     write_records,
 )
-from mmbench.errors import DataError
+from mmbench.errors import ConfigError, DataError
 from mmbench.io import sha256_hex
 from mmbench.tasks import get_card, load_card
 
@@ -481,3 +481,27 @@ def test_assembly_limits(env, tmp_path):
         assert sum(len(x.text or "") for x in s.nodes) <= 70
         if s.edge_index.numel():
             assert int(s.edge_index.max()) < len(s.nodes)
+
+
+def test_context_targets_keep_vs_scrub(env, tmp_path):
+    """keep (default, the published protocol): a valid/test sample's context holds the other sections' first
+    sentences, i.e. other held-out answers of the same page; scrub removes every one of them."""
+    card = _card(tmp_path, sample_pages=0)
+    prepare_task_data(card, WW / "mmgl")
+    keep = load_task_data(card)
+    g = keep.graph
+    held = {int(n) for s in ("valid", "test") for n in g.splits[s]}
+    held_answers = {g.targets[n] for n in held}
+
+    def leaked(task, n):
+        return {a for a in held_answers for node in task.assemble(n).nodes if a and a in (node.text or "")}
+
+    assert any(leaked(keep, n) for n in held), "the fixture should show the published protocol's leak"
+    scrub = load_task_data(_card(tmp_path, sample_pages=0, context_targets="scrub"))
+    assert all(not leaked(scrub, n) for n in held)
+    # training samples keep their (training) context sentences either way
+    train = g.splits["train"][0].item()
+    assert [x.text for x in scrub.assemble(train).nodes] == [x.text for x in keep.assemble(train).nodes]
+    assert scrub.graph.meta["context_targets"] == "scrub" and keep.graph.meta["context_targets"] == "keep"
+    with pytest.raises(ConfigError, match="context_targets must be keep or scrub"):
+        load_task_data(_card(tmp_path, sample_pages=0, context_targets="drop"))

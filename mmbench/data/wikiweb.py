@@ -93,6 +93,11 @@ Model-agnostic: limits are counts of nodes and characters, never tokens.
 * leak guard (``scrub_target_sentence``, default true; the public code has none): an exact occurrence of the
   whitespace-normalised target sentence inside any neighbour text (e.g. a page description that repeats the
   root section's first sentence) is cut out, so that no node of the sample contains the answer verbatim.
+* ``context_targets`` (default ``keep``, the published protocol): the other sections' first sentences are
+  context, and since a page lies in one split, on a valid/test page they are the answers of the page's other
+  valid/test samples. ``scrub`` drops the first sentence of every valid/test sample section from every
+  context and cuts verbatim copies of those sentences out of every neighbour text; the record's protocol
+  says which was used.
 * edges: those of the page graph among the sample's nodes, indexed exactly as the nodes are stored (no
   +1 shift, graph4mm.md 9 #1), built from the very node list that is returned, images included (9 #2);
   every index is checked to be < len(nodes). ``hop``: BFS distance from the target in the page graph
@@ -137,8 +142,9 @@ TT, II, TI = (EDGE_TYPES.index(n) for n in ("text-text", "image-image", "text-im
 DEFAULTS: dict[str, Any] = {
     "sample_pages": 10000, "sample_seed": 0, "max_text_neighbors": 11, "max_image_neighbors": 5,
     "max_node_chars": 2048, "max_sample_chars": 8192, "captions_without_image": False,
-    "scrub_target_sentence": True,
+    "scrub_target_sentence": True, "context_targets": "keep",
 }
+CONTEXT_TARGETS = ("keep", "scrub")
 
 CONTEXT_FIELDS = ("split", "page_url", "page_title", "clean_page_description")
 SEQUENCE_FIELDS = ("section_title", "section_depth", "section_heading_level", "section_parent_index",
@@ -160,6 +166,9 @@ def params_of(card: TaskCard) -> dict[str, Any]:
               "max_sample_chars"):
         if not isinstance(p[k], int) or p[k] < 0:
             raise ConfigError(f"{card.path}: dataset.params.{k} must be a non-negative integer, got {p[k]!r}")
+    if p["context_targets"] not in CONTEXT_TARGETS:
+        raise ConfigError(f"{card.path}: dataset.params.context_targets must be keep or scrub, got "
+                          f"{p['context_targets']!r}")
     if tuple(card.splits) != CARD_SPLITS:
         raise ConfigError(f"{card.path}: the wikiweb loader provides splits {list(CARD_SPLITS)}, "
                           f"the card lists {list(card.splits)}")
@@ -878,7 +887,8 @@ def build_task_data(task: str, pages: dict[str, list[Page]], image_root: Path,
         meta={"page_ids": [p.page_id for p in layout], "image_root": str(image_root),
               "describe": {"pages": len(layout), "assembly": {k: params[k] for k in (
                   "max_text_neighbors", "max_image_neighbors", "max_node_chars", "max_sample_chars",
-                  "captions_without_image", "scrub_target_sentence")}}})
+                  "captions_without_image", "scrub_target_sentence", "context_targets")}},
+              "context_targets": params["context_targets"]})
     assembler = Assembler(graph, layout, where, params)
     max_nodes = 1 + params["max_text_neighbors"] + params["max_image_neighbors"]
     return GraphTaskData(task=task, graph=graph, hops=2, max_nodes=max_nodes, assemble_fn=assembler, notes=notes)
@@ -898,6 +908,8 @@ class Assembler:
     def __init__(self, graph: MultimodalGraph, pages: list[_PageNodes], where: dict[int, tuple[int, int]],
                  params: dict[str, Any]):
         self.graph, self.pages, self.where, self.p = graph, pages, where, params
+        # context_targets: scrub -- the valid/test target sentences never enter any sample's context
+        self.held = {int(v) for s in ("valid", "test") for v in graph.splits.get(s, torch.zeros(0, dtype=torch.long))}
 
     def __call__(self, node: int) -> GraphSample:
         if node not in self.where:
@@ -906,14 +918,18 @@ class Assembler:
         page = self.pages[g]
         G, p = self.graph, self.p
         answer = G.targets[node] if G.targets is not None else None
-        scrub = p["scrub_target_sentence"] and bool(answer)
+        cut = [answer] if p["scrub_target_sentence"] and answer else []
+        scrub_held = p["context_targets"] == "scrub"
+        if scrub_held:
+            cut += [G.targets[sn] for sn in page.sections if sn in self.held and G.targets[sn]]
         budget = [p["max_sample_chars"]]
 
         def clip(text: str | None) -> str | None:
             if text is None:
                 return None
-            if scrub and answer in text:
-                text = _norm(text.replace(answer, " "))
+            for sentence in cut:
+                if sentence in text:
+                    text = _norm(text.replace(sentence, " "))
             t = text[:min(p["max_node_chars"], budget[0])]
             budget[0] -= len(t)
             return t
@@ -953,6 +969,8 @@ class Assembler:
             if text_left <= 0 and image_left <= 0:
                 break
             first, rest = G.targets[sn] or "", G.texts[sn] or ""
+            if scrub_held and sn in self.held:
+                first = ""  # another held-out sample's answer: not context under context_targets: scrub
             offer_text_node(sn, f"{first}, {rest}" if first and rest else first or rest)
             offer_image_node(page.images[i])
 

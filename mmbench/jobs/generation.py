@@ -158,6 +158,8 @@ def run_job(model: GenerationModel, data: GraphTaskData, card: TaskCard, seed: i
         protocol={"metric_protocol": protocol, "decoding": "beam" if beams > 1 else "greedy", "num_beams": beams,
                   "max_new_tokens": max_new, "valid_limit": limit, "references_per_sample": 1,
                   "test_shards": options.shards,
+                  **({"context_targets": data.graph.meta["context_targets"]}
+                     if "context_targets" in data.graph.meta else {}),
                   "bootstrap": {"resamples": options.bootstrap_resamples, "seed": options.bootstrap_seed,
                                 "unit": "test sample", "interval": "95% percentile, corpus metrics recomputed"}},
         samples=samples if options.log_samples else None,
