@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,10 +230,26 @@ def test_paper_rouge_l_by_hand():
     assert s["rouge_l"] == pytest.approx((5 / 6 + 0.6) / 2, abs=1e-12)
 
 
-def test_paper_rouge_best_reference_is_chosen_by_rouge1():
-    # ref 1 wins on ROUGE-1 (F 1.0) but has LCS 1 (ROUGE-L F 0.25); ref 2 would give ROUGE-L 6/7
-    s = paper_metrics(["a b c d"], [["d c b a", "a b c"]])
-    assert s["rouge_l"] == pytest.approx(0.25, abs=1e-12)
+def test_paper_rouge_l_equals_torchmetrics_with_several_references():
+    """The public code's scorer, ``torchmetrics ROUGEScore()`` with ``accumulate='best'``, as of the torchmetrics
+    release current when that code was published (1.7; the dev extra pins it): the best ROUGE-L over references
+    (ref 1 wins on ROUGE-1 but has ROUGE-L 0.25, ref 2 gives 6/7 and is taken)."""
+    import warnings
+
+    from torchmetrics.text.rouge import ROUGEScore
+
+    def library(pred, refs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(ROUGEScore(rouge_keys=("rouge1", "rougeL"))([pred], [refs])["rougeL_fmeasure"])
+
+    assert paper_metrics(["a b c d"], [["d c b a", "a b c"]])["rouge_l"] == pytest.approx(6 / 7, abs=1e-12)
+    preds, refs = _corpus(40, 3)
+    preds[5] = ""
+    s = paper_metrics(preds, refs)
+    want = [library(p, list(rs)) for p, rs in zip(preds, refs, strict=True)]
+    assert any(len(rs) > 1 for rs in refs)
+    np.testing.assert_allclose(s.per_sample["rouge_l"], want, atol=1e-6)  # torchmetrics computes in float32
 
 
 def test_paper_rouge_l_equals_rouge_score():
@@ -313,3 +330,28 @@ def test_standard_with_meteor():
     assert ps[0] > 0.9 and ps[1] == 0.0 and 0 < ps[2] < 1
     assert 0 < s["meteor"] < 1
     assert "meteor" not in s.resample(np.arange(3))
+
+
+@pytest.mark.slow
+def test_meteor_is_the_jars_corpus_aggregate_not_the_mean_of_items(tmp_path):
+    """The reported METEOR is the METEOR 1.5 jar's own corpus score (its 'Final score', from pooled statistics),
+    run here separately in file mode on the same (already lower-case, punctuation-free) texts."""
+    import shutil
+    import subprocess
+
+    from pycocoevalcap.meteor import meteor as meteor_module
+
+    if shutil.which("java") is None:
+        pytest.skip("METEOR needs Java")
+    preds = ["a man rides a horse", "", "two dogs play in the park", "a red car is parked"]
+    refs = [["a man rides a horse", "a man riding a horse"], ["a cat sleeps", "a cat is sleeping"],
+            ["dogs playing in a park", "two dogs in the grass"], ["the car is red", "a parked red car"]]
+    (tmp_path / "hyp.txt").write_text("".join(p + "\n" for p in preds))
+    (tmp_path / "ref.txt").write_text("".join(r + "\n" for rs in refs for r in rs))
+    jar = Path(meteor_module.__file__).parent / meteor_module.METEOR_JAR
+    out = subprocess.run(["java", "-Xmx2G", "-jar", str(jar), "hyp.txt", "ref.txt", "-l", "en", "-norm", "-r", "2"],
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    final = float(next(line for line in out.splitlines() if line.startswith("Final score:")).split()[-1])
+    s = standard_metrics(preds, refs, meteor=True)
+    assert s["meteor"] == pytest.approx(final, abs=1e-12)
+    assert abs(s["meteor"] - float(np.mean(s.per_sample["meteor"]))) > 0.05  # 0.393 vs 0.451 here

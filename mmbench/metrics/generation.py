@@ -518,20 +518,17 @@ def _f1(hits: int, pred_len: int, target_len: int) -> float:
 
 
 def _paper_rouge_l(pred: str, refs: Sequence[str]) -> float:
-    """torchmetrics ``ROUGEScore()`` rougeL F for one sample with ``accumulate='best'``.
+    """torchmetrics ``ROUGEScore()`` rougeL F for one sample with ``accumulate='best'``: the best ROUGE-L F over
+    the references.
 
-    torchmetrics picks the best reference by the F-measure of the *first* rouge key (rouge1 by default; first
-    index on ties) and reports that reference's ROUGE-L, not the max ROUGE-L over references.
+    The public Graph4MM code pins no torchmetrics version; it was published in May-July 2025, when pip installed
+    torchmetrics 1.7, which takes the best of each ROUGE key over the references (since 1.6.0). torchmetrics <= 1.5
+    chose the reference by the *first* key's F (rouge1) and reported that reference's ROUGE-L: prediction
+    ``a b c d`` with references ``d c b a`` and ``a b c`` gives 0.857 here, 0.25 there. With one reference per
+    sample (WikiWeb2M) the two agree.
     """
     p = _rouge_tokens(pred)
-    best, best_r1 = 0.0, -1.0
-    pc = Counter(p)
-    for ref in refs:
-        t = _rouge_tokens(ref)
-        r1 = _f1(sum((pc & Counter(t)).values()), len(p), len(t))
-        if r1 > best_r1:
-            best_r1, best = r1, _f1(lcs_length(p, t), len(p), len(t))
-    return best
+    return max((_f1(lcs_length(p, t), len(p), len(t)) for t in map(_rouge_tokens, refs)), default=0.0)
 
 
 def _paper_bleu_row(pred: str, refs: Sequence[str]) -> list[int]:
@@ -597,8 +594,8 @@ def paper_metrics(predictions: Sequence[str], references: Sequence[Sequence[str]
 
     ROUGE-L (``torchmetrics ROUGEScore()`` rougeL_fmeasure): text lowercased, every run of [^a-z0-9] replaced by a
     space, split on whitespace, no stemming; F = 2PR / (P + R) with P = LCS / |pred|, R = LCS / |ref| (0 when
-    either is empty); ``accumulate='best'`` chooses the reference with the best ROUGE-1 F (see ``_paper_rouge_l``);
-    averaged over samples. Equals rouge-score's ``rougeL`` fmeasure for one reference (tested).
+    either is empty); ``accumulate='best'``: the best ROUGE-L F over the references (torchmetrics >= 1.6; see
+    ``_paper_rouge_l``); averaged over samples. Equals rouge-score's ``rougeL`` fmeasure for one reference (tested).
 
     CIDEr: pycocoevalcap's CIDEr-D (the code ships an identical copy) on the raw ``str.split()`` tokens -- no PTB
     tokenizer, no lowercasing -- with IDF from the evaluated references.
