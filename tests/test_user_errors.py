@@ -95,3 +95,21 @@ def test_threads_option_is_used_and_recorded(env, capsys):
         assert "--threads 0: expected at least 1" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+def test_encoders_keep_stdout_clean_and_show_progress_on_stderr(env, capfd):
+    """stdout carries mmbench's table and paths only; encoding shows a progress bar on stderr (unless quiet)."""
+    from conftest import FIXTURES
+
+    from mmbench.backbones import encode_images, encode_texts
+    from mmbench.progress import Progress
+
+    images = [str(p) for p in sorted((FIXTURES / "wikiweb" / "mmgl" / "images").glob("*"))[:3]]
+    encode_images(images, "efficientnet-lite0", progress=Progress(quiet=False))
+    encode_texts(["a red dress", "two shoes"], "minilm", progress=Progress(quiet=False))
+    out, err = capfd.readouterr()
+    assert out == ""  # e.g. no "Loaded pretrained weights for efficientnet-lite0"
+    assert "encode images (efficientnet-lite0)" in err and "encode texts (minilm)" in err
+    encode_texts(["a blue hat"], "minilm", progress=Progress(quiet=True))
+    out, err = capfd.readouterr()
+    assert out == "" and "encode texts" not in err
