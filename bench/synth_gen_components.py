@@ -1,0 +1,67 @@
+"""Which part of the synth-gen target each model gets right, from the records' per-sample logs.
+
+synth-gen targets read "the <theme> <object> is <quality>": the object is in the target node's own text, the
+quality in a 2-hop neighbour's text, the theme in a 1-hop neighbour's image colour (for half of the samples also
+in its text). A prediction gets a component right when its word in that slot equals the reference's. Printed per
+model: the share of test samples with each component right (mean over seeds) and the share with all three.
+
+    .venv/bin/python bench/synth_gen_components.py [--results results] [--task synth-gen]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from mmbench.io import read_jsonl_gz
+
+
+def slots(text: str) -> tuple[str, str, str] | None:
+    """'the T O is Q' -> (T, O, Q); None when the text does not have that shape."""
+    words = text.strip().lower().rstrip(".").split()
+    if len(words) != 5 or words[0] != "the" or words[3] != "is":
+        return None
+    return words[1], words[2], words[4]
+
+
+def component_scores(rows: list[dict]) -> dict[str, float]:
+    """Per-sample rows {prediction, reference} -> share right of theme, object, quality, all, well-formed."""
+    right = defaultdict(int)
+    for r in rows:
+        ref, pred = slots(r["reference"]), slots(r["prediction"])
+        if ref is None:
+            raise ValueError(f"reference {r['reference']!r} is not a synth-gen target")
+        if pred is None:
+            continue
+        right["formed"] += 1
+        hits = [p == q for p, q in zip(pred, ref, strict=True)]
+        for name, hit in zip(("theme", "object", "quality"), hits, strict=True):
+            right[name] += hit
+        right["all"] += all(hits)
+    n = max(len(rows), 1)
+    return {k: right[k] / n for k in ("theme", "object", "quality", "all", "formed")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--task", default="synth-gen")
+    args = ap.parse_args()
+    by_model: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for rec_path in sorted(Path(args.results, args.task).glob("*/*.json")):
+        rec = json.loads(rec_path.read_text())
+        if not rec.get("samples_file"):
+            continue
+        label = rec["model"]["name"] + "".join(f" {k}={v}" for k, v in sorted(rec["model"]["overrides"].items()))
+        by_model[label].append(component_scores(read_jsonl_gz(rec_path.parent / rec["samples_file"])))
+    print(f"{'model':<48} seeds  theme  object quality   all  well-formed")
+    for label, runs in sorted(by_model.items()):
+        mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+        print(f"{label:<48} {len(runs):>5}  {mean['theme']:5.0%}  {mean['object']:5.0%}  {mean['quality']:5.0%}  "
+              f"{mean['all']:5.0%}  {mean['formed']:6.0%}")
+
+
+if __name__ == "__main__":
+    main()
