@@ -5,7 +5,7 @@ plain-text prompt (``mmbench.models.lm_utils``: ``"{context}\\nSummary:"`` -> ``
 the target tokens only) and decode freely (greedy, or beam search when the card asks for beams).
 
   lm-node      context = the target node's own text (``nodes[0].text``); neighbours are ignored. The
-               MMGL/Graph4MM ``section_only`` context (graph4mm.md section 10), with a decoder-only LM.
+               MMGL/Graph4MM ``section_only`` context (docs/reference-models.md, MMGL), with a decoder-only LM.
   lm-subgraph  context = the target's text, then ``"\\nContext:"`` and each neighbour's text as
                ``"\\n[{kind}] {text}"`` in sample order; over ``max_prompt_tokens`` the farthest neighbours
                (by hop, unreachable ones last, then by sample position) are dropped first, and the last one
@@ -37,7 +37,7 @@ from mmbench.registry import register_model
 
 @dataclass
 class LMGenConfig(TrainSchedule):
-    """Defaults: lr 5e-5 and weight decay 0.01 (AdamW as in the Graph4MM script, graph4mm.md section 6, which
+    """Defaults: lr 5e-5 and weight decay 0.01 (AdamW as in the Graph4MM script, docs/reference-models.md G6, which
     uses 1e-4 for its adapters over a frozen LM; 5e-5 is the usual LM fine-tuning rate); 3 epochs as the
     paper's LLaMA generation runs; validation (free decoding) after every epoch."""
 

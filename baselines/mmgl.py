@@ -1,6 +1,6 @@
 """MMGL, SA-E variant (Yoon et al. 2023, "Multimodal Graph Learning for Generative Tasks", arXiv 2310.07478;
 code minjiyoon/research-MMHG ``model/modelling_self_attention.py``, ``neighbor_mode="prefix"``, called
-"embedding" in MMGL HEAD; graph4mm.md section 10), written for mmbench's generation protocol.
+"embedding" in MMGL HEAD; docs/reference-models.md, MMGL), written for mmbench's generation protocol.
 
 Input of the LM for one sample (B samples, H = the LM's hidden size, k = ``tokens_per_neighbor``):
 
@@ -59,7 +59,7 @@ class MMGLConfig(TrainSchedule):
     trainable: str = "last:4"          # the LM part: all | none | last:N | lora:... | prefix:... (projections train)
     dtype: str = "auto"                # fp32 | bf16 | fp16 | auto (fp32 on CPU, bf16 on a GPU that supports it)
     lr: float = 5e-5                   # LM parameters
-    adapter_lr: float = 1e-4           # projections (graph4mm.md section 6: 1e-4 in the public scripts)
+    adapter_lr: float = 1e-4           # projections (docs/reference-models.md G6: 1e-4)
     weight_decay: float = 0.01
     batch_size: int = 8
     grad_clip: float = 1.0

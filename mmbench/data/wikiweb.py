@@ -1,5 +1,5 @@
 """WikiWeb2M section summarization (task ``wikiweb-gen``): readers, ``prepare``, the loader and the
-per-target input assembly of Graph4MM / MMGL (see /work/shared/reference/graph4mm.md sections 2, 3, 9).
+per-target input assembly of Graph4MM / MMGL (docs/reference-models.md G3, G9).
 
 Sources (``mmbench data prepare wikiweb-gen --from DIR`` detects which one DIR holds)
 ---------------------------------------------------------------------------------------
@@ -7,7 +7,7 @@ Sources (``mmbench data prepare wikiweb-gen --from DIR`` detects which one DIR h
   ``SequenceExample`` files ``wikiweb2m-train.tfrecord.gz-0000{0..4}-of-00005``, ``wikiweb2m-val.tfrecord.gz``,
   ``wikiweb2m-test.tfrecord.gz`` (in DIR, DIR/raw or DIR/wikiweb2m/raw). Read without TensorFlow
   (``mmbench.data.tfrecord``). A page's split is its **official ``split`` context field**, never its position
-  (graph4mm.md 9 #14). ``page_id`` is the running record index over the files in the canonical order train
+  (docs/reference-models.md G9.14). ``page_id`` is the running record index over the files in the canonical order train
   shards 00000..00004, val, test (MMGL used ``glob`` order, which is not reproducible). Images are only URLs:
   they are recorded as *missing* unless an image folder in the MMGL naming (below) lies alongside
   (DIR/images, DIR/images_mini, or the same under raw/); such a folder only matches if its page ids were
@@ -72,7 +72,7 @@ over the page's image nodes in section order (image-image). ``groups`` = the pag
 summarization samples with a non-empty first sentence (the source calls ``valid`` ``val``). Texts are
 whitespace-normalised as in the public code.
 
-Input assembly (``assemble_fn(node) -> GraphSample``, graph4mm.md section 3 with the section 9 fixes)
+Input assembly (``assemble_fn(node) -> GraphSample``, docs/reference-models.md G3 with the G9 fixes)
 ---------------------------------------------------------------------------------------------------
 Model-agnostic: limits are counts of nodes and characters, never tokens.
 
@@ -99,9 +99,9 @@ Model-agnostic: limits are counts of nodes and characters, never tokens.
   context and cuts verbatim copies of those sentences out of every neighbour text; the record's protocol
   says which was used.
 * edges: those of the page graph among the sample's nodes, indexed exactly as the nodes are stored (no
-  +1 shift, graph4mm.md 9 #1), built from the very node list that is returned, images included (9 #2);
+  +1 shift, G9.1), built from the very node list that is returned, images included (G9.2);
   every index is checked to be < len(nodes). ``hop``: BFS distance from the target in the page graph
-  (9 #11), -1 if unreachable.
+  (G9.11), -1 if unreachable.
 * sample id: ``"{page_id}_{section_index}"``.
 """
 

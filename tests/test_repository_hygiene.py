@@ -1,0 +1,37 @@
+"""The repository is self-contained: no comment or doc points to a file a clone does not have."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from mmbench.paths import PROJECT_ROOT
+
+OUTSIDE = re.compile(r"shared/reference|/work/|\b(?:graph4mm|mygo|vwlmm|environment)\.md\b")
+TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".sh", ".txt", ".cfg"}
+
+
+def _tracked_text_files():
+    out = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in out.splitlines():
+        path = PROJECT_ROOT / rel
+        if rel.startswith(("results/", "leaderboard/")) or not path.is_file():
+            continue
+        if path.suffix in TEXT_SUFFIXES or path.name in ("Makefile",):
+            yield rel, path
+
+
+def test_no_reference_to_files_outside_the_repository():
+    hits = [f"{rel}:{n}: {line.strip()[:100]}" for rel, path in _tracked_text_files()
+            for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+            if OUTSIDE.search(line) and rel != "tests/test_repository_hygiene.py"]
+    assert not hits, "\n".join(hits)
+
+
+def test_docs_the_code_points_to_exist():
+    cited = set()
+    for _, path in _tracked_text_files():
+        cited |= set(re.findall(r"docs/[\w./-]+\.md", path.read_text(encoding="utf-8", errors="replace")))
+    assert cited, "the code should point to its docs"
+    missing = sorted(c for c in cited if not (PROJECT_ROOT / c).is_file())
+    assert not missing, missing
