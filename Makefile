@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 DEMO_DIR := .mmbench-demo
 
-.PHONY: install demo test lint leaderboard clean-demo
+.PHONY: install demo test test-fast lint leaderboard clean-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+
+test-fast: install   # the inner loop: everything but the slow end-to-end checks (CI runs them all)
+	$(PY) -m pytest -q -m "not slow" tests
 
 lint: install
 	$(VENV)/bin/ruff check mmbench baselines tests bench

@@ -178,6 +178,7 @@ def test_failed_job_is_recorded_retried_and_does_not_stop_the_others(env, toy, t
     assert len(_records(env.results)) == 3
 
 
+@pytest.mark.slow  # starts a Ray cluster
 def test_gpu_request_on_a_gpu_less_cluster_is_refused(env, toy, ray_tmp):
     from mmbench.errors import MMBenchError
 
@@ -187,6 +188,7 @@ def test_gpu_request_on_a_gpu_less_cluster_is_refused(env, toy, ray_tmp):
 
 
 # ------------------------------------------------------------------ Ray: faults
+@pytest.mark.slow  # starts a Ray cluster
 def test_killed_worker_is_retried_on_ray(env, toy, tmp_path, ray_tmp):
     over = {toy: {"crash_seed": 1, "crash_how": "kill", "marker_dir": str(tmp_path)}}
     spec = spec_from_args([toy], ["nations"], [0, 1, 2], over)
@@ -199,6 +201,7 @@ def test_killed_worker_is_retried_on_ray(env, toy, tmp_path, ray_tmp):
     assert len(_records(env.results)) == 3
 
 
+@pytest.mark.slow  # starts a Ray cluster
 def test_killed_driver_loses_no_finished_record(env, toy, tmp_path, ray_tmp):
     n = 6  # two workers: at the kill at most 2 jobs are done and 2 running, so the rerun always has work
     cmd = [sys.executable, "-m", "mmbench.cli", "sweep", "--models", toy, "--tasks", "nations", "--seeds", f"0-{n - 1}",
