@@ -16,7 +16,7 @@ from typing import Any
 
 from mmbench.errors import ConfigError
 from mmbench.io import atomic_write_text, canonical_json, sha256_hex
-from mmbench.results import ResultStore
+from mmbench.results import ResultRecord, ResultStore
 
 LOWER_IS_BETTER = ("mr",)
 
@@ -26,14 +26,14 @@ class Row:
     label: str
     model: str
     config_hash: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[ResultRecord] = field(default_factory=list)
 
     def values(self, split: str, key: str) -> list[float]:
-        return [r["metrics"][split][key] for r in self.records if key in r["metrics"].get(split, {})]
+        return [r.metrics[split][key] for r in self.records if key in r.metrics.get(split, {})]
 
     @property
     def seeds(self) -> list[int]:
-        return sorted(r["seed"] for r in self.records)
+        return sorted(r.seed for r in self.records)
 
 
 LABELS = {"mrr": "MRR", "mr": "MR", "bleu4": "BLEU-4", "bleu1": "BLEU-1", "rouge_l": "ROUGE-L", "cider": "CIDEr",
@@ -48,7 +48,7 @@ def metric_label(key: str) -> str:
 
 def fmt_interval(row: Row, key: str) -> str:
     """Mean over seeds of the per-seed 95% bootstrap bounds of ``key`` (test-set sampling uncertainty)."""
-    bounds = [r.get("intervals", {}).get(key) for r in row.records]
+    bounds = [r.intervals.get(key) for r in row.records]
     bounds = [b for b in bounds if b]
     if not bounds:
         return "–"
@@ -72,19 +72,19 @@ def fmt_stat(values: list[float], key: str) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def row_label(rec: dict[str, Any]) -> str:
-    over = rec["model"].get("overrides") or {}
+def row_label(rec: ResultRecord) -> str:
+    over = rec.overrides
     if not over:
-        return rec["model"]["name"]
+        return rec.model_name
     parts = ", ".join(f"{k}={canonical_json(v).strip(chr(34))}" for k, v in sorted(over.items()))
-    return f"{rec['model']['name']} [{parts}]"
+    return f"{rec.model_name} [{parts}]"
 
 
-def group_rows(records: list[dict[str, Any]]) -> list[Row]:
+def group_rows(records: list[ResultRecord]) -> list[Row]:
     rows: dict[tuple[str, str], Row] = {}
     for rec in records:
-        chash = sha256_hex(canonical_json(rec["model"]["config"]))[:8]
-        key = (rec["model"]["name"], chash)
+        chash = sha256_hex(canonical_json(rec.model["config"]))[:8]
+        key = (rec.model_name, chash)
         rows.setdefault(key, Row(label=row_label(rec), model=key[0], config_hash=chash)).records.append(rec)
     labels = defaultdict(list)
     for row in rows.values():
@@ -107,7 +107,7 @@ def sort_rows(rows: list[Row], main: str) -> list[Row]:
 
 
 def is_baseline(row: Row) -> bool:
-    return str(row.records[0]["model"].get("class", "")).startswith("baselines.")
+    return str(row.records[0].model.get("class", "")).startswith("baselines.")
 
 
 def significance_markers(rows: list[Row], main: str) -> tuple[Row | None, dict[str, str]]:
@@ -135,17 +135,17 @@ def significance_markers(rows: list[Row], main: str) -> tuple[Row | None, dict[s
     return ref, markers
 
 
-def render_table(records: list[dict[str, Any]]) -> str:
+def render_table(records: list[ResultRecord]) -> str:
     first = records[0]
-    headline = first.get("headline_metrics") or [first["main_metric"]]
-    main = first["main_metric"]
+    headline = first.headline_metrics or [first.main_metric]
+    main = first.main_metric
     rows = sort_rows(group_rows(records), main)
     ref, markers = significance_markers(rows, main)
     header = ["Model", "Seeds"] + [f"Test {metric_label(k)}" for k in headline] + \
         [f"95% CI {metric_label(main)}", f"Valid {metric_label(main)}", "#Params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for row in rows:
-        params = sorted({r["model"].get("num_parameters", 0) for r in row.records})
+        params = sorted({r.model.get("num_parameters", 0) for r in row.records})
         label = row.label + (" (ref)" if row is ref and markers else "")
         cells = [label, str(len(row.records))]
         for k in headline:
@@ -166,27 +166,27 @@ def render_table(records: list[dict[str, Any]]) -> str:
 def _row_values(row: Row) -> dict | None:
     from mmbench.significance import sample_values, seed_mean
 
-    per = [sample_values(r, Path(r["_path"])) for r in row.records if r.get("_path")]
+    per = [sample_values(r) for r in row.records]
     per = [v for v in per if v]
     return seed_mean(per) if per else None
 
 
-def render_ablations(records: list[dict[str, Any]]) -> list[str]:
+def render_ablations(records: list[ResultRecord]) -> list[str]:
     """Each row with ``--set`` overrides against the same model's row without any (its full model): the mean
     difference of the main metric and a paired bootstrap over the test samples both have."""
     from mmbench.significance import paired_test
 
-    main = records[0]["main_metric"]
+    main = records[0].main_metric
     rows = group_rows(records)
     plain = defaultdict(list)
     for r in rows:
-        if not (r.records[0]["model"].get("overrides") or {}):
+        if not r.records[0].overrides:
             plain[r.model].append(r)
     full = {m: rs[0] for m, rs in plain.items() if len(rs) == 1}   # an unambiguous full model only
     lines = []
     for row in sort_rows(rows, main):
         ref = full.get(row.model)
-        if ref is None or not (row.records[0]["model"].get("overrides") or {}):
+        if ref is None or not row.records[0].overrides:
             continue
         a, b = _row_values(row), _row_values(ref)
         res = paired_test(a, b) if a and b else None
@@ -223,17 +223,17 @@ def render_reported(task: str, reported: list[dict[str, Any]]) -> list[str]:
     return out + [""]
 
 
-def render_task(task: str, records: list[dict[str, Any]], reported: list[dict[str, Any]] | None = None) -> str:
-    by_fp: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def render_task(task: str, records: list[ResultRecord], reported: list[dict[str, Any]] | None = None) -> str:
+    by_fp: dict[str, list[ResultRecord]] = defaultdict(list)
     for rec in records:
-        by_fp[rec["task"]["fingerprint"]].append(rec)
-    ordered = sorted(by_fp.items(), key=lambda kv: max(r["created_at"] for r in kv[1]), reverse=True)
+        by_fp[rec.task["fingerprint"]].append(rec)
+    ordered = sorted(by_fp.items(), key=lambda kv: max(r.created_at for r in kv[1]), reverse=True)
     first = ordered[0][1][0]
-    card = first["task"].get("card", {})
+    card = first.task.get("card", {})
     out = [f"# {task}", "", str(card.get("description", "")).strip(), ""]
-    proto = first.get("protocol", {})
-    family = first["task"].get("family")
-    picked = first["training"]["selection"].get("metric") or "last epoch"
+    proto = first.protocol
+    family = first.family
+    picked = first.training["selection"].get("metric") or "last epoch"
     selection = f"The checkpoint is chosen on validation ({picked}); test is scored once."
     ci = ("Test columns: mean ± std over seeds; 95% CI: the per-seed bootstrap interval of the main metric over "
           "test samples, averaged over seeds.")
@@ -252,22 +252,21 @@ def render_task(task: str, records: list[dict[str, Any]], reported: list[dict[st
         out += [f"**{len(ordered)} task fingerprints exist** (the card or the data changed); records with "
                 f"different fingerprints are not averaged together. Newest first.", ""]
     for fp, recs in ordered:
-        t = recs[0]["task"]
+        t = recs[0].task
         out += [f"Task version {t['version']} · fingerprint `{fp[:12]}` · data `{t['data_hash'][:12]}` · "
                 f"{len(recs)} records", "", render_table(recs), "", *render_ablations(recs)]
     out += render_reported(task, reported or [])
     return "\n".join(out).rstrip() + "\n"
 
 
-def collect(store: ResultStore, include_unverified: bool = False) -> tuple[dict[str, list[dict]], int]:
-    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def collect(store: ResultStore, include_unverified: bool = False) -> tuple[dict[str, list[ResultRecord]], int]:
+    by_task: dict[str, list[ResultRecord]] = defaultdict(list)
     skipped = 0
-    for path, rec in store.iter_records():
-        if not rec["task"].get("data_verified", True) and not include_unverified:
+    for _, rec in store.iter_records():
+        if not rec.task.get("data_verified", True) and not include_unverified:
             skipped += 1
             continue
-        rec["_path"] = str(path)  # in memory only: where the per-sample log lives
-        by_task[rec["task"]["name"]].append(rec)
+        by_task[rec.task_name].append(rec)
     return dict(by_task), skipped
 
 
@@ -275,13 +274,13 @@ FAMILIES = (("kgc", "Knowledge-graph completion"), ("generation", "Generation"),
             ("classification", "Classification"))
 
 
-def newest(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def newest(recs: list[ResultRecord]) -> list[ResultRecord]:
     """The records of the task's newest fingerprint (older fingerprints are on the task page)."""
-    fp = max(recs, key=lambda r: r["created_at"])["task"]["fingerprint"]
-    return [r for r in recs if r["task"]["fingerprint"] == fp]
+    fp = max(recs, key=lambda r: r.created_at).task["fingerprint"]
+    return [r for r in recs if r.task["fingerprint"] == fp]
 
 
-def render_index(by_task: dict[str, list[dict[str, Any]]], charts: dict[str, str] | None = None) -> str:
+def render_index(by_task: dict[str, list[ResultRecord]], charts: dict[str, str] | None = None) -> str:
     """Summary: one table per family, rows = models, columns = tasks (main test metric)."""
     n_records = sum(len(v) for v in by_task.values())
     lines = ["# mmbench leaderboard", "",
@@ -291,14 +290,14 @@ def render_index(by_task: dict[str, list[dict[str, Any]]], charts: dict[str, str
              "p < 0.05). Task pages (linked) have every metric, validation scores, bootstrap intervals, "
              "parameter counts and numbers reported by papers, labelled as reported.", ""]
     for family, title in FAMILIES:
-        tasks = sorted(t for t, recs in by_task.items() if recs[0]["task"].get("family") == family)
+        tasks = sorted(t for t, recs in by_task.items() if recs[0].family == family)
         if not tasks:
             continue
         cols: dict[str, dict[str, str]] = {}
         labels: set[str] = set()
         for task in tasks:
             recs = newest(by_task[task])
-            main = recs[0]["main_metric"]
+            main = recs[0].main_metric
             rows = sort_rows(group_rows(recs), main)
             _, markers = significance_markers(rows, main)
             best = rows[0].label if rows and rows[0].values("test", main) else None
@@ -309,7 +308,7 @@ def render_index(by_task: dict[str, list[dict[str, Any]]], charts: dict[str, str
                 cols[task][row.label] = (f"**{cell}**" if row.label == best else cell) + \
                     (f" {markers[row.label]}" if markers.get(row.label) else "")
                 labels.add(row.label)
-        header = ["Model"] + [f"[{t}]({t}.md) {metric_label(newest(by_task[t])[0]['main_metric'])}" for t in tasks]
+        header = ["Model"] + [f"[{t}]({t}.md) {metric_label(newest(by_task[t])[0].main_metric)}" for t in tasks]
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
         for label in sorted(labels):
             lines.append("| " + " | ".join([label] + [cols[t].get(label, "–") for t in tasks]) + " |")
@@ -321,7 +320,7 @@ def render_index(by_task: dict[str, list[dict[str, Any]]], charts: dict[str, str
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_chart(task: str, records: list[dict[str, Any]], path: Path) -> bool:
+def write_chart(task: str, records: list[ResultRecord], path: Path) -> bool:
     """A bar chart of the main test metric per model (mean over seeds, std error bars) as PNG."""
     import matplotlib
 
@@ -329,7 +328,7 @@ def write_chart(task: str, records: list[dict[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     recs = newest(records)
-    main = recs[0]["main_metric"]
+    main = recs[0].main_metric
     rows = [r for r in sort_rows(group_rows(recs), main) if r.values("test", main)]
     if not rows:
         return False

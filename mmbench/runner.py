@@ -23,7 +23,7 @@ from mmbench.jobs import JobOptions
 from mmbench.progress import Progress
 from mmbench.provenance import provenance
 from mmbench.registry import get_model
-from mmbench.results import SCHEMA_VERSION, ResultStore, run_key, utc_now
+from mmbench.results import SCHEMA_VERSION, ResultRecord, ResultStore, run_key, utc_now
 from mmbench.tasks import TaskCard, get_card
 
 
@@ -47,7 +47,7 @@ class EvalRequest:
 
 @dataclass
 class EvalOutcome:
-    record: dict[str, Any]
+    record: ResultRecord
     path: Path
     reused: bool
 
@@ -98,10 +98,10 @@ class JobPlan:
     def record_path(self) -> Path:
         return self.store.record_path(self.card.name, self.model_cls.name, self.key)
 
-    def existing(self) -> dict[str, Any] | None:
+    def existing(self) -> ResultRecord | None:
         """The finished record, if it exists and holds what the request asks for."""
         rec = self.store.find(self.card.name, self.model_cls.name, self.key)
-        if rec is None or (self.req.log_samples and not rec.get("samples_file")) or self.req.save_checkpoint:
+        if rec is None or (self.req.log_samples and not rec.samples_file) or self.req.save_checkpoint:
             return None
         return rec
 
@@ -192,31 +192,31 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
         req.save_checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), req.save_checkpoint)
 
-    record = {
-        "schema": SCHEMA_VERSION,
-        "run_key": key,
-        "created_at": utc_now(),
-        "model": {"name": model_cls.name, "class": f"{model_cls.__module__}:{model_cls.__qualname__}",
-                  "config": config_dict, "overrides": dict(req.overrides),
-                  "num_parameters": model.num_parameters(), "details": model.describe(),
-                  "backbones": dict(getattr(model, "backbones", {}) or {}),
-                  "checkpoint": str(req.checkpoint) if req.checkpoint else None},
-        "task": {**card.describe(), "data_hash": data_hash, "fingerprint": fingerprint,
-                 "data_verified": dataset.verified, "stats": dataset.stats(),
-                 "modalities": dataset.describe(), "notes": dataset.notes},
-        "seed": req.seed,
-        "main_metric": headline_key(card, card.main_metric),
-        "headline_metrics": [headline_key(card, m) for m in card.metrics],
-        "protocol": outcome.protocol,
-        "metrics": outcome.metrics,
-        "intervals": outcome.intervals,
-        "training": outcome.training,
-        **outcome.extra,
-        "timing": {"load_seconds": round(load_seconds, 3), "wall_seconds": round(time.perf_counter() - t0, 3)},
-        "device": {**describe_device(device, getattr(model, "compute_dtype", None)),
-                   "threads": torch.get_num_threads()},
-        "provenance": provenance(),
-        "samples_file": None,
-    }
+    record = ResultRecord(
+        schema=SCHEMA_VERSION,
+        run_key=key,
+        created_at=utc_now(),
+        model={"name": model_cls.name, "class": f"{model_cls.__module__}:{model_cls.__qualname__}",
+               "config": config_dict, "overrides": dict(req.overrides),
+               "num_parameters": model.num_parameters(), "details": model.describe(),
+               "backbones": dict(getattr(model, "backbones", {}) or {}),
+               "checkpoint": str(req.checkpoint) if req.checkpoint else None},
+        task={**card.describe(), "data_hash": data_hash, "fingerprint": fingerprint,
+              "data_verified": dataset.verified, "stats": dataset.stats(),
+              "modalities": dataset.describe(), "notes": dataset.notes},
+        seed=req.seed,
+        main_metric=headline_key(card, card.main_metric),
+        headline_metrics=[headline_key(card, m) for m in card.metrics],
+        protocol=outcome.protocol,
+        metrics=outcome.metrics,
+        intervals=outcome.intervals,
+        training=outcome.training,
+        extra=dict(outcome.extra),
+        timing={"load_seconds": round(load_seconds, 3), "wall_seconds": round(time.perf_counter() - t0, 3)},
+        device={**describe_device(device, getattr(model, "compute_dtype", None)),
+                "threads": torch.get_num_threads()},
+        provenance=provenance(),
+        samples_file=None,
+    )
     path = store.write(record, outcome.samples)
     return EvalOutcome(record, path, reused=False)

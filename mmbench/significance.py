@@ -19,6 +19,7 @@ import numpy as np
 
 from mmbench.io import read_jsonl_gz
 from mmbench.metrics.bootstrap import resample_indices
+from mmbench.results import ResultRecord
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,16 @@ class PairedResult:
         return ""
 
 
-def sample_values(record: dict[str, Any], record_path: Path) -> dict[Any, float] | None:
+def sample_values(record: ResultRecord) -> dict[Any, float] | None:
     """Per-sample values of one record, keyed so that two models' logs align; None without a log."""
-    name = record.get("samples_file")
-    if not name:
+    name = record.samples_file
+    if not name or record.path is None:
         return None
-    path = Path(record_path).with_name(name)
+    path = Path(record.path).with_name(name)
     if not path.exists():
         return None
     rows = read_jsonl_gz(path)
-    family = record["task"].get("family")
+    family = record.family
     if family == "kgc":
         return {(r["h"], r["r"], r["t"], r["side"]): 2.0 / (r["rank_opt"] + r["rank_pess"]) for r in rows}
     if family == "classification":

@@ -140,8 +140,8 @@ def run_one(job: SweepJob, dataset: Any, results_dir: str, log_samples: bool, ve
         print(f"== finished: {outcome.path}", flush=True)
     rec = outcome.record
     return {"path": str(outcome.path), "reused": outcome.reused, "seconds": time.perf_counter() - t0,
-            "main_metric": rec["main_metric"], "value": rec["metrics"]["test"].get(rec["main_metric"]),
-            "device": (rec.get("device") or {}).get("device")}
+            "main_metric": rec.main_metric, "value": rec.test(),
+            "device": (rec.device or {}).get("device")}
 
 
 def log_tail(results_dir: Path, job: SweepJob, lines: int = LOG_TAIL_LINES) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from mmbench.errors import ConfigError
 from mmbench.leaderboard import fmt_stat, metric_label, write_leaderboard
-from mmbench.results import ResultStore
+from mmbench.results import ResultRecord, ResultStore
 
 FP_NEW = "a" * 64
 FP_OLD = "b" * 64
@@ -15,9 +17,9 @@ MRR, MR = "both.realistic.mrr", "both.realistic.mr"
 
 def rec(key: str, model: str, config: dict, overrides: dict, seed: int, test_mrr: float, test_mr: float,
         valid_mrr: float, params: int, fp: str = FP_NEW, created: str = "2025-01-02T00:00:00Z",
-        verified: bool = True, ci: tuple[float, float] | None = None) -> dict:
+        verified: bool = True, ci: tuple[float, float] | None = None) -> ResultRecord:
     version, data_hash = (2, "d" * 64) if fp == FP_NEW else (1, "e" * 64)
-    return {
+    return ResultRecord.from_dict({
         "intervals": {MRR: list(ci)} if ci else {},
         "schema": 1, "run_key": key, "created_at": created,
         "model": {"name": model, "config": config, "overrides": overrides, "num_parameters": params},
@@ -28,7 +30,7 @@ def rec(key: str, model: str, config: dict, overrides: dict, seed: int, test_mrr
         "protocol": {"rank_type": "realistic"},
         "metrics": {"valid": {MRR: valid_mrr}, "test": {MRR: test_mrr, MR: test_mr}},
         "training": {"selection": {"metric": f"valid/{MRR}", "epoch": 10}},
-    }
+    })
 
 
 RECORDS = [
@@ -116,7 +118,7 @@ Charts (main test metric, mean with std error bars): [toy](charts/toy.png)
 def store(tmp_path):
     s = ResultStore(tmp_path / "results")
     for r in RECORDS:
-        s.write(dict(r))
+        s.write(dataclasses.replace(r))
     return s
 
 
@@ -175,8 +177,8 @@ def test_metric_label():
 def _with_samples(store: ResultStore, key: str, model: str, cls: str, seed: int, rr: list[float]) -> None:
     """A classification record whose sample log marks node i correct with probability-free pattern ``rr``."""
     r = rec(key, model, {"dim": 1}, {}, seed, sum(rr) / len(rr), 1.0, 0.5, 10)
-    r["model"]["class"] = cls
-    r["task"]["family"] = "classification"
+    r.model["class"] = cls
+    r.task["family"] = "classification"
     samples = [{"node": i, "label": 1, "pred": 1 if ok else 0, "label_name": "b", "pred_name": "b" if ok else "a"}
                for i, ok in enumerate(rr)]
     store.write(r, samples)

@@ -10,12 +10,12 @@ import pytest
 
 from mmbench import io as mio
 from mmbench.io import atomic_write_json, atomic_write_jsonl_gz, read_jsonl_gz
-from mmbench.results import ResultStore, run_key
+from mmbench.results import ResultRecord, ResultStore, run_key
 
 
-def record(key: str, task: str = "nations", model: str = "distmult", mrr: float = 0.5) -> dict:
-    return {"run_key": key, "task": {"name": task}, "model": {"name": model},
-            "metrics": {"test": {"both.realistic.mrr": mrr}}, "seed": 0}
+def record(key: str, task: str = "nations", model: str = "distmult", mrr: float = 0.5) -> ResultRecord:
+    return ResultRecord(run_key=key, task={"name": task}, model={"name": model},
+                        metrics={"test": {"both.realistic.mrr": mrr}}, seed=0)
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -70,7 +70,7 @@ def test_write_twice_supersedes_never_deletes(tmp_path):
     # the new record wrote no samples, so none is current
     assert not (first.parent / "k1.samples.jsonl.gz").exists()
     # iter_records sees only the current record
-    assert [(p.name, r["metrics"]["test"]["both.realistic.mrr"]) for p, r in store.iter_records()] == [("k1.json", 0.2)]
+    assert [(p.name, r.test("both.realistic.mrr")) for p, r in store.iter_records()] == [("k1.json", 0.2)]
     store.write(record("k1", mrr=0.3))
     assert len(list((first.parent / "superseded").glob("*.json"))) == 2
 
@@ -79,7 +79,7 @@ def test_find(tmp_path):
     store = ResultStore(tmp_path)
     assert store.find("nations", "distmult", "k1") is None
     store.write(record("k1"))
-    assert store.find("nations", "distmult", "k1")["run_key"] == "k1"
+    assert store.find("nations", "distmult", "k1").run_key == "k1"
 
 
 def test_unreadable_record_is_named_skipped_and_kept(tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_unreadable_record_is_named_skipped_and_kept(tmp_path, capsys):
     bad.write_text('{"run_key": "bad", "metr')
     not_record = tmp_path / "nations" / "notes.json"
     not_record.write_text('{"hello": 1}')
-    keys = [r["run_key"] for _, r in store.iter_records()]
+    keys = [r.run_key for _, r in store.iter_records()]
     assert keys == ["good"]
     err = capsys.readouterr().err
     assert f"warning: skipping unreadable result file {bad}" in err
@@ -124,7 +124,7 @@ def test_run_key():
 def test_results_root_under_a_folder_named_superseded(tmp_path):
     store = ResultStore(tmp_path / "superseded" / "results")
     store.write(record("k1"))
-    assert [r["run_key"] for _, r in store.iter_records()] == ["k1"]
+    assert [r.run_key for _, r in store.iter_records()] == ["k1"]
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

@@ -218,7 +218,7 @@ def test_killed_driver_loses_no_finished_record(env, toy, tmp_path, ray_tmp):
     finished = _settled_records(env.results, quiet_seconds=4.0, timeout=60.0)
     assert 1 <= len(finished) <= 4, proc.stdout.read().decode()
     for rec in finished.values():  # complete, valid records
-        assert rec["metrics"]["test"]["both.realistic.mrr"] > 0
+        assert rec.test("both.realistic.mrr") > 0
     mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
     spec = spec_from_args([toy], ["nations"], list(range(n)), {toy: {"sleep": 2.0, "epochs": 1}})
     report = run_sweep(spec, use_ray=False, quiet=True)
