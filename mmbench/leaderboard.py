@@ -289,7 +289,9 @@ def render_index(by_task: dict[str, list[ResultRecord]], charts: dict[str, str] 
              "significantly better / worse than the task's best baseline (paired bootstrap over test samples, "
              "p < 0.05). Task pages (linked) have every metric, validation scores, bootstrap intervals, "
              "parameter counts and numbers reported by papers, labelled as reported.", ""]
-    for family, title in FAMILIES:
+    known = {f for f, _ in FAMILIES}
+    others = sorted({r[0].family for r in by_task.values() if r} - known - {None})
+    for family, title in [*FAMILIES, *((f, f.capitalize()) for f in others)]:
         tasks = sorted(t for t, recs in by_task.items() if recs[0].family == family)
         if not tasks:
             continue

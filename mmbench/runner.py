@@ -19,7 +19,7 @@ from mmbench.data import load_task_data
 from mmbench.devices import check_device_spec, describe_device, reset_peak_memory, resolve_device
 from mmbench.errors import ConfigError
 from mmbench.io import RunLock, file_sha256
-from mmbench.jobs import JobOptions
+from mmbench.jobs import JobOptions, JobOutcome, family_job, run_job
 from mmbench.progress import Progress
 from mmbench.provenance import provenance
 from mmbench.registry import get_model
@@ -65,17 +65,10 @@ def headline_key(card: TaskCard, metric: str) -> str:
     return metric
 
 
-def family_job(family: str):
-    """The family's ``run_job`` (imported lazily: each family pulls in its own dependencies)."""
-    if family == "kgc":
-        from mmbench.jobs.kgc import run_job
-    elif family == "generation":
-        from mmbench.jobs.generation import run_job
-    elif family == "classification":
-        from mmbench.jobs.classification import run_job
-    else:
-        raise ConfigError(f"task family {family!r} has no runner")
-    return run_job
+def run_family_job(model: Any, data: Any, card: TaskCard, seed: int, progress: Progress,
+                   options: JobOptions) -> JobOutcome:
+    """One job of the card's family through the shared skeleton (``mmbench.jobs.run_job``)."""
+    return run_job(family_job(card.family)(data, card, options, progress), model, seed)
 
 
 @dataclass
@@ -187,7 +180,7 @@ def execute(p: JobPlan, progress: Progress) -> EvalOutcome:
                          bootstrap_seed=int(card.protocol.get("bootstrap_seed", 0)), shards=req.shards,
                          device=device)
     reset_peak_memory(device)
-    outcome = family_job(card.family)(model, dataset, card, req.seed, progress, options)
+    outcome = run_family_job(model, dataset, card, req.seed, progress, options)
     if req.save_checkpoint:
         req.save_checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), req.save_checkpoint)

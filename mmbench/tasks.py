@@ -16,8 +16,8 @@ import yaml
 from mmbench import paths
 from mmbench.errors import ConfigError, closest
 from mmbench.io import canonical_json, sha256_hex
+from mmbench.jobs import family_names
 
-FAMILIES = ("kgc", "generation", "classification")
 REQUIRED_KEYS = ("name", "version", "family", "description", "dataset", "splits", "metrics", "main_metric")
 
 
@@ -56,9 +56,10 @@ def parse_card(raw: Any, source: str) -> TaskCard:
     if missing:
         raise ConfigError(f"{source}: missing required key(s) {', '.join(missing)}; "
                           f"a card needs {', '.join(REQUIRED_KEYS)} (see README 'Adding a task')")
-    if raw["family"] not in FAMILIES:
-        raise ConfigError(f"{source}: family {raw['family']!r} is not one of {', '.join(FAMILIES)}."
-                          f"{closest(str(raw['family']), FAMILIES)}")
+    families = family_names()
+    if raw["family"] not in families:
+        raise ConfigError(f"{source}: family {raw['family']!r} is not one of {', '.join(families)}."
+                          f"{closest(str(raw['family']), families)}")
     if not isinstance(raw["dataset"], dict) or "loader" not in raw["dataset"]:
         raise ConfigError(f"{source}: 'dataset' must be a mapping with a 'loader' key")
     if not isinstance(raw["version"], int):

@@ -99,29 +99,21 @@ def validate_adapter(model: str, task: str, overrides: dict[str, Any], seed: int
     return checks
 
 
+def _job(state: dict[str, Any]) -> Any:
+    """The task family's job object (built once): the adapter's view and the checked output probe."""
+    if "job" not in state:
+        from mmbench.jobs import JobOptions, family_job
+        from mmbench.progress import Progress
+
+        card = state["card"]
+        state["job"] = family_job(card.family)(state["ds"], card, JobOptions(), Progress(quiet=True))
+    return state["job"]
+
+
 def _view(state: dict[str, Any]) -> Any:
-    """The adapter's view of the task data (family-specific; cached: generation assembles samples)."""
+    """A small view of the task data for the smoke run (the family's ``small_view``)."""
     if "view" not in state:
-        family = state["card"].family
-        ds = state["ds"]
-        if family == "kgc":
-            state["view"] = ds.training_view()
-        elif family == "classification":
-            from mmbench.jobs.classification import training_view
-
-            state["view"] = training_view(ds)
-        else:
-            from mmbench.api import GenerationTrainingData
-            from mmbench.jobs.generation import assemble
-            from mmbench.progress import Progress
-
-            quiet = Progress(quiet=True)
-            train, targets = assemble(ds, "train", quiet)
-            valid, _ = assemble(ds, "valid", quiet)
-            test, _ = assemble(ds, "test", quiet)
-            state["view"] = GenerationTrainingData(task=ds.task, train=tuple(train[:16]),
-                                                   train_targets=tuple(targets[:16]), valid=tuple(valid[:4]),
-                                                   test=tuple(test[:4]))
+        state["view"] = _job(state).small_view()
     return state["view"]
 
 
@@ -135,38 +127,5 @@ def _trained(state: dict[str, Any], seed: int) -> Any:
 
 def _probe(state: dict[str, Any], m: Any) -> tuple[Any, str]:
     """A few outputs of a trained adapter, checked as the harness checks every real batch."""
-    family, ds, view = state["card"].family, state["ds"], _view(state)
-    if family == "kgc":
-        from mmbench.jobs.kgc import score_fns
-
-        queries = (ds.valid if len(ds.valid) else ds.train)[:8]
-        m.begin_scoring()
-        try:
-            fns = score_fns(m, ds.num_entities, "valid")
-            out = (fns["tail"](queries[:, 0], queries[:, 1], 0), fns["head"](queries[:, 2], queries[:, 1], 0))
-        finally:
-            m.end_scoring()
-        return out, f"score_tails and score_heads give ({len(queries)}, {ds.num_entities}) {out[0].dtype}, no NaN"
-    if family == "classification":
-        nodes = (view.valid_nodes if len(view.valid_nodes) else view.test_nodes)[:8]
-        m.begin_scoring()
-        try:
-            with torch.no_grad():
-                scores = m.predict(nodes)
-        finally:
-            m.end_scoring()
-        c = len(view.class_names)
-        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (len(nodes), c):
-            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-            raise MMBenchError(f"predict returned {shape}, expected a tensor of shape (B={len(nodes)}, "
-                               f"num_classes={c})")
-        if not scores.is_floating_point() or bool(torch.isnan(scores).any()):
-            raise MMBenchError("predict must return floating-point scores without NaN")
-        return (scores.detach().cpu(),), f"predict gives ({len(nodes)}, {c}) {scores.dtype}, no NaN"
-    from mmbench.jobs.generation import decode
-    from mmbench.progress import Progress
-
-    samples = list(view.valid or view.test)[:2]
-    texts = decode(m, samples, "valid", int(state["card"].protocol.get("max_new_tokens", 16)), 1, 2,
-                   Progress(quiet=True))
-    return texts, f"generate gives {len(texts)} strings, e.g. {texts[0][:60]!r}"
+    _view(state)
+    return _job(state).probe(m)

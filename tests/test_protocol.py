@@ -10,8 +10,8 @@ from mmbench.api import KGCModel, KGTrainingData, TrainSchedule
 from mmbench.data.kg import KGDataset
 from mmbench.data.synth_kg import DEFAULTS, generate
 from mmbench.jobs import JobOptions
-from mmbench.jobs.kgc import run_job
 from mmbench.progress import Progress
+from mmbench.runner import run_family_job as run_job
 from mmbench.tasks import parse_card
 
 SMALL = {**DEFAULTS, "num_entities": 300, "num_types": 4, "num_regions": 5, "num_relations": 6,

@@ -19,7 +19,7 @@ from mmbench.data.kg import KGDataset
 from mmbench.data.synth_kg import DEFAULTS, generate
 from mmbench.jobs import JobOptions
 from mmbench.progress import Progress
-from mmbench.runner import family_job
+from mmbench.runner import run_family_job
 from mmbench.tasks import get_card, parse_card
 
 SMALL = {**DEFAULTS, "num_entities": 300, "num_types": 4, "num_regions": 5, "num_relations": 6,
@@ -76,7 +76,7 @@ def _spy(base: type, **methods):
 
 
 def _run(model, data, card):
-    return family_job(card.family)(model, data, card, 0, Progress(quiet=True), OPTIONS)
+    return run_family_job(model, data, card, 0, Progress(quiet=True), OPTIONS)
 
 
 def _rows(t: torch.Tensor) -> set[tuple[int, ...]]:

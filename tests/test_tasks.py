@@ -46,7 +46,7 @@ def test_list_tasks_names_every_task_and_data_presence(capsys):
 @pytest.mark.parametrize("mutate, needle", [
     (lambda r: r.pop("main_metric"), "missing required key(s) main_metric"),
     (lambda r: (r.pop("splits"), r.pop("version")), "missing required key(s) version, splits"),
-    (lambda r: r.update(family="kgcc"), "family 'kgcc' is not one of kgc, generation, classification. "
+    (lambda r: r.update(family="kgcc"), "family 'kgcc' is not one of classification, generation, kgc. "
                                         "Did you mean 'kgc'?"),
     (lambda r: r.update(main_metric="auc"), "main_metric 'auc' is not listed in 'metrics'"),
     (lambda r: r.update(version="1.0"), "'version' must be an integer"),

@@ -1,9 +1,9 @@
-"""The node-classification job: train with validation selection, predict the test nodes once."""
+"""The node-classification family (``mmbench.jobs.run_job`` runs the job)."""
 
 from __future__ import annotations
 
 import functools
-import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,12 +11,11 @@ import torch
 from mmbench.api import ClassificationModel, ClassificationTrainingData
 from mmbench.data.graph import GraphTaskData
 from mmbench.errors import AdapterError
-from mmbench.jobs import JobOptions, JobOutcome, selection_summary
+from mmbench.jobs import FamilyJob, JobOptions, Scored, register_family
 from mmbench.metrics.bootstrap import bootstrap_ci
 from mmbench.metrics.classification import classification_metrics, per_class_table
 from mmbench.progress import Progress
 from mmbench.tasks import TaskCard
-from mmbench.training import train_with_selection
 
 
 def training_view(data: GraphTaskData) -> ClassificationTrainingData:
@@ -36,8 +35,9 @@ def training_view(data: GraphTaskData) -> ClassificationTrainingData:
 
 
 def predict_classes(model: ClassificationModel, nodes: torch.Tensor, num_classes: int, candidates: tuple[int, ...],
-                    split: str, batch_size: int, progress: Progress) -> np.ndarray:
-    """Argmax over the candidate classes of the adapter's scores; every batch is checked."""
+                    split: str, batch_size: int, progress: Progress, keep_scores: bool = False) -> Any:
+    """Argmax over the candidate classes of the adapter's scores (every batch is checked): (n,) int64 array,
+    or with ``keep_scores`` the checked (n, num_classes) score tensor itself."""
     cand = torch.tensor(candidates, dtype=torch.long)
     dev = getattr(model, "device", torch.device("cpu"))
     out = []
@@ -55,59 +55,77 @@ def predict_classes(model: ClassificationModel, nodes: torch.Tensor, num_classes
                                    f"(B={len(chunk)}, num_classes={num_classes})")
             if not scores.is_floating_point() or bool(torch.isnan(scores).any()):
                 raise AdapterError(f"{where}: scores must be floating point without NaN")
-            out.append(cand[scores.detach().cpu()[:, cand].argmax(1)])
+            scores = scores.detach().cpu()
+            out.append(scores if keep_scores else cand[scores[:, cand].argmax(1)])
             bar.update()
     finally:
         model.end_scoring()
         bar.close()
+    if keep_scores:
+        return torch.cat(out) if out else torch.zeros(0, num_classes)
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
-def run_job(model: ClassificationModel, data: GraphTaskData, card: TaskCard, seed: int, progress: Progress,
-            options: JobOptions) -> JobOutcome:
-    view = training_view(data)
-    g = data.graph
-    labels = g.labels.numpy()
-    n_cls = len(g.class_names)
-    cand = view.candidate_classes
-    bs = int(getattr(model.config, "eval_batch_size", 512))
-    key = card.protocol.get("selection_metric", "accuracy")
-    model.setup(view, seed)
+@register_family("classification")
+class ClassificationJob(FamilyJob):
+    """Node classification: the adapter scores the candidate classes of node batches; accuracy and macro
+    precision/recall/F1 over the candidate classes."""
 
-    def score(split: str, nodes: torch.Tensor) -> tuple[dict[str, float], np.ndarray]:
-        pred = predict_classes(model, nodes, n_cls, cand, split, bs, progress)
-        return classification_metrics(labels[nodes.numpy()], pred, labels=list(cand)), pred
+    default_selection = "accuracy"
 
-    def validate() -> tuple[float, dict[str, float]]:
-        metrics, _ = score("valid", view.valid_nodes)
-        return metrics[key], metrics
+    def __init__(self, data: GraphTaskData, card: TaskCard, options: JobOptions, progress: Progress):
+        super().__init__(data, card, options, progress)
+        self._view = training_view(data)
+        self.labels = data.graph.labels.numpy()
+        self.candidates = self._view.candidate_classes
 
-    if options.checkpoint_state is not None:
-        model.load_state_dict(options.checkpoint_state)
-    has_valid = len(view.valid_nodes) > 0
-    sel = train_with_selection(model, validate if has_valid else None, progress) \
-        if options.checkpoint_state is None else None
-    t0 = time.perf_counter()
-    valid_metrics = (sel.result if sel is not None and sel.result is not None
-                     else (validate()[1] if has_valid else {}))
-    test_metrics, pred = score("test", view.test_nodes)
-    y_true = labels[view.test_nodes.numpy()]
-    intervals = bootstrap_ci(lambda idx: classification_metrics(y_true[idx], pred[idx], labels=list(cand)),
-                             len(y_true), options.bootstrap_resamples, options.bootstrap_seed)
-    names = g.class_names
-    samples = [{"node": int(v), "label": int(t), "pred": int(p), "label_name": names[t], "pred_name": names[p]}
-               for v, t, p in zip(view.test_nodes.tolist(), y_true.tolist(), pred.tolist(), strict=True)]
-    training = {"history": sel.history if sel else [],
-                "selection": selection_summary(sel, key) if sel else {"metric": None, "reason": "checkpoint given"},
-                "train_seconds": round(sel.train_seconds, 3) if sel else 0.0,
-                "eval_seconds": round((sel.eval_seconds if sel else 0.0) + time.perf_counter() - t0, 3)}
-    return JobOutcome(
-        metrics={"valid": valid_metrics, "test": test_metrics},
-        intervals={k: list(v) for k, v in intervals.items()}, training=training,
-        protocol={"candidate_classes": list(cand), "train_classes": list(view.train_classes),
-                  "zero_shot": list(view.train_classes) != list(cand) or None,
-                  "macro_average_over": "candidate classes",
-                  "bootstrap": {"resamples": options.bootstrap_resamples, "seed": options.bootstrap_seed,
-                                "unit": "test node", "interval": "95% percentile"}},
-        samples=samples if options.log_samples else None,
-        extra={"per_class": [r for r in per_class_table(y_true, pred, names) if r["label"] in set(cand)]})
+    @property
+    def view(self) -> ClassificationTrainingData:
+        return self._view
+
+    def nodes(self, split: str) -> torch.Tensor:
+        return self._view.valid_nodes if split == "valid" else self._view.test_nodes
+
+    def has_split(self, split: str) -> bool:
+        return len(self.nodes(split)) > 0
+
+    def score(self, model: ClassificationModel, split: str) -> Scored:
+        nodes = self.nodes(split)
+        bs = int(getattr(model.config, "eval_batch_size", 512))
+        pred = predict_classes(model, nodes, len(self.data.graph.class_names), self.candidates, split, bs,
+                               self.progress)
+        y = self.labels[nodes.numpy()]
+        return Scored(classification_metrics(y, pred, labels=list(self.candidates)), (y, pred))
+
+    def probe(self, model: ClassificationModel) -> tuple[Any, str]:
+        nodes = (self._view.valid_nodes if len(self._view.valid_nodes) else self._view.test_nodes)[:8]
+        n = len(self.data.graph.class_names)
+        pred = predict_classes(model, nodes, n, self.candidates, "valid", len(nodes), self.progress,
+                               keep_scores=True)
+        return (pred,), f"predict gives ({len(nodes)}, {n}) floating-point scores, no NaN"
+
+    def intervals(self, test: Scored) -> dict[str, list[float]]:
+        y, pred = test.detail
+        cand = list(self.candidates)
+        o = self.options
+        cis = bootstrap_ci(lambda idx: classification_metrics(y[idx], pred[idx], labels=cand), len(y),
+                           o.bootstrap_resamples, o.bootstrap_seed)
+        return {k: list(v) for k, v in cis.items()}
+
+    def protocol(self, test: Scored) -> dict[str, Any]:
+        v = self._view
+        return {"candidate_classes": list(self.candidates), "train_classes": list(v.train_classes),
+                "zero_shot": list(v.train_classes) != list(self.candidates) or None,
+                "macro_average_over": "candidate classes", "bootstrap": self.bootstrap_protocol("test node")}
+
+    def samples(self, test: Scored) -> list[dict[str, Any]]:
+        y, pred = test.detail
+        names = self.data.graph.class_names
+        return [{"node": int(v), "label": int(t), "pred": int(p), "label_name": names[t], "pred_name": names[p]}
+                for v, t, p in zip(self._view.test_nodes.tolist(), y.tolist(), pred.tolist(), strict=True)]
+
+    def extra(self, test: Scored) -> dict[str, Any]:
+        y, pred = test.detail
+        cand = set(self.candidates)
+        return {"per_class": [r for r in per_class_table(y, pred, self.data.graph.class_names)
+                              if r["label"] in cand]}

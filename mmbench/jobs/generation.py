@@ -1,20 +1,19 @@
-"""The generation job: train with validation selection (on generated text), decode the test split once."""
+"""The generation family: free decoding scored on generated text (``mmbench.jobs.run_job`` runs the job)."""
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import torch
 
 from mmbench.api import GenerationModel, GenerationTrainingData, GraphSample
 from mmbench.data.graph import GraphTaskData
 from mmbench.errors import AdapterError, ConfigError
-from mmbench.jobs import JobOptions, JobOutcome, selection_summary
+from mmbench.jobs import FamilyJob, JobOptions, Scored, register_family
 from mmbench.metrics.bootstrap import bootstrap_ci
 from mmbench.metrics.generation import GenerationScores, clear_scorer_caches, paper_metrics, standard_metrics
 from mmbench.progress import Progress
 from mmbench.tasks import TaskCard
-from mmbench.training import train_with_selection
 
 
 def assemble(data: GraphTaskData, split: str, progress: Progress) -> tuple[list[GraphSample], list[str]]:
@@ -108,59 +107,88 @@ def score_texts(preds: list[str], refs: list[str], protocol: str) -> GenerationS
         clear_scorer_caches()
 
 
-def run_job(model: GenerationModel, data: GraphTaskData, card: TaskCard, seed: int, progress: Progress,
-            options: JobOptions) -> JobOutcome:
-    p = card.protocol
-    protocol = p.get("metric_protocol", "standard")
-    max_new = int(p.get("max_new_tokens", 32))
-    beams = int(p.get("num_beams", 1))
-    key = p.get("selection_metric", card.main_metric)
-    limit = int(p.get("valid_limit", 0)) or None
-    bs = int(getattr(model.config, "eval_batch_size", 16))
-    train, train_targets = assemble(data, "train", progress)
-    valid, valid_targets = assemble(data, "valid", progress)
-    test, test_targets = assemble(data, "test", progress)
-    view = GenerationTrainingData(task=data.task, train=tuple(train), train_targets=tuple(train_targets),
-                                  valid=tuple(valid), test=tuple(test), max_new_tokens=max_new)
-    model.setup(view, seed)
-    check = valid[:limit]
+@register_family("generation")
+class GenerationJob(FamilyJob):
+    """Free decoding of each sample's target text, scored by the card's metric profile; the standard profile
+    also records the paper profile (``paper.*`` keys) for the test split."""
 
-    def validate() -> tuple[float, dict[str, float]]:
-        preds = decode(model, check, "valid", max_new, beams, bs, progress)
-        metrics = dict(score_texts(preds, valid_targets[: len(check)], protocol))
-        return metrics[key], metrics
+    def __init__(self, data: GraphTaskData, card: TaskCard, options: JobOptions, progress: Progress):
+        super().__init__(data, card, options, progress)
+        p = card.protocol
+        self.metric_protocol = p.get("metric_protocol", "standard")
+        self.max_new = int(p.get("max_new_tokens", 32))
+        self.beams = int(p.get("num_beams", 1))
+        self.limit = int(p.get("valid_limit", 0)) or None
+        self.inputs: dict[str, list[GraphSample]] = {}
+        self.targets: dict[str, list[str]] = {}
+        for split in ("train", "valid", "test"):
+            self.inputs[split], self.targets[split] = assemble(data, split, progress)
+        self._view = GenerationTrainingData(
+            task=data.task, train=tuple(self.inputs["train"]), train_targets=tuple(self.targets["train"]),
+            valid=tuple(self.inputs["valid"]), test=tuple(self.inputs["test"]), max_new_tokens=self.max_new)
 
-    if options.checkpoint_state is not None:
-        model.load_state_dict(options.checkpoint_state)
-    sel = train_with_selection(model, validate if check else None, progress) \
-        if options.checkpoint_state is None else None
-    t0 = time.perf_counter()
-    valid_metrics = (sel.result if sel is not None and sel.result is not None else (validate()[1] if check else {}))
-    if options.shards > 1:
-        preds = sharded_decode(model, view, seed, test, options.shards, max_new, beams, bs)
-    else:
-        preds = decode(model, test, "test", max_new, beams, bs, progress)
-    scores = score_texts(preds, test_targets, protocol)
-    test_metrics = dict(scores)
-    if protocol == "standard":  # the paper profile beside it, so numbers can be set next to the paper's
-        test_metrics.update({f"paper.{k}": v for k, v in score_texts(preds, test_targets, "paper").items()})
-    intervals = bootstrap_ci(scores.resample, scores.n, options.bootstrap_resamples, options.bootstrap_seed) \
-        if scores.resample is not None else {}
-    samples = [{"id": s.id, "prediction": pr, "reference": rf} for s, pr, rf in zip(test, preds, test_targets,
-                                                                                     strict=True)]
-    training = {"history": sel.history if sel else [],
-                "selection": selection_summary(sel, key) if sel else {"metric": None, "reason": "checkpoint given"},
-                "train_seconds": round(sel.train_seconds, 3) if sel else 0.0,
-                "eval_seconds": round((sel.eval_seconds if sel else 0.0) + time.perf_counter() - t0, 3)}
-    return JobOutcome(
-        metrics={"valid": valid_metrics, "test": test_metrics},
-        intervals={k: list(v) for k, v in intervals.items()}, training=training,
-        protocol={"metric_protocol": protocol, "decoding": "beam" if beams > 1 else "greedy", "num_beams": beams,
-                  "max_new_tokens": max_new, "valid_limit": limit, "references_per_sample": 1,
-                  "test_shards": options.shards,
-                  **({"context_targets": data.graph.meta["context_targets"]}
-                     if "context_targets" in data.graph.meta else {}),
-                  "bootstrap": {"resamples": options.bootstrap_resamples, "seed": options.bootstrap_seed,
-                                "unit": "test sample", "interval": "95% percentile, corpus metrics recomputed"}},
-        samples=samples if options.log_samples else None,
-        extra={"examples": samples[:5]})
+    @property
+    def selection_key(self) -> str:
+        return self.card.protocol.get("selection_metric", self.card.main_metric)
+
+    @property
+    def view(self) -> GenerationTrainingData:
+        return self._view
+
+    def small_view(self) -> GenerationTrainingData:
+        """16 training samples, 4 validation and 4 test samples."""
+        v = self._view
+        return GenerationTrainingData(task=v.task, train=v.train[:16], train_targets=v.train_targets[:16],
+                                      valid=v.valid[:4], test=v.test[:4], max_new_tokens=v.max_new_tokens)
+
+    def scored_inputs(self, split: str) -> list[GraphSample]:
+        """The samples a split's scoring decodes: validation checks decode the first ``valid_limit``."""
+        return self.inputs[split][: self.limit] if split == "valid" else self.inputs[split]
+
+    def has_split(self, split: str) -> bool:
+        return len(self.scored_inputs(split)) > 0
+
+    def score(self, model: GenerationModel, split: str) -> Scored:
+        samples = self.scored_inputs(split)
+        refs = self.targets[split][: len(samples)]
+        bs = int(getattr(model.config, "eval_batch_size", 16))
+        if split == "test" and self.options.shards > 1:
+            preds = sharded_decode(model, self._view, self.seed, samples, self.options.shards, self.max_new,
+                                   self.beams, bs)
+        else:
+            preds = decode(model, samples, split, self.max_new, self.beams, bs, self.progress)
+        scores = score_texts(preds, refs, self.metric_protocol)
+        metrics = dict(scores)
+        if split == "test" and self.metric_protocol == "standard":  # the paper profile beside it
+            metrics.update({f"paper.{k}": v for k, v in score_texts(preds, refs, "paper").items()})
+        return Scored(metrics, (preds, scores))
+
+    def probe(self, model: GenerationModel) -> tuple[Any, str]:
+        samples = list(self._view.valid or self._view.test)[:2]
+        texts = decode(model, samples, "valid", self.max_new, 1, 2, self.progress)
+        return texts, f"generate gives {len(texts)} strings, e.g. {texts[0][:60]!r}"
+
+    def intervals(self, test: Scored) -> dict[str, list[float]]:
+        _, scores = test.detail
+        if scores.resample is None:
+            return {}
+        o = self.options
+        return {k: list(v) for k, v in bootstrap_ci(scores.resample, scores.n, o.bootstrap_resamples,
+                                                     o.bootstrap_seed).items()}
+
+    def protocol(self, test: Scored) -> dict[str, Any]:
+        meta = self.data.graph.meta
+        return {"metric_protocol": self.metric_protocol, "decoding": "beam" if self.beams > 1 else "greedy",
+                "num_beams": self.beams, "max_new_tokens": self.max_new, "valid_limit": self.limit,
+                "references_per_sample": 1, "test_shards": self.options.shards,
+                **({"context_targets": meta["context_targets"]} if "context_targets" in meta else {}),
+                "bootstrap": {**self.bootstrap_protocol("test sample"),
+                              "interval": "95% percentile, corpus metrics recomputed"}}
+
+    def samples(self, test: Scored) -> list[dict[str, Any]]:
+        preds, _ = test.detail
+        return [{"id": s.id, "prediction": pr, "reference": rf}
+                for s, pr, rf in zip(self.inputs["test"], preds, self.targets["test"], strict=True)]
+
+    def extra(self, test: Scored) -> dict[str, Any]:
+        return {"examples": self.samples(test)[:5]}

@@ -1,8 +1,7 @@
-"""The KGC job: train with validation-based selection, then score the test split once."""
+"""The KGC family: filtered ranking of head and tail queries (``mmbench.jobs.run_job`` runs the job)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -11,12 +10,11 @@ import torch
 from mmbench.api import KGCModel
 from mmbench.data.kg import KGDataset
 from mmbench.errors import AdapterError
-from mmbench.jobs import JobOptions, JobOutcome, selection_summary
+from mmbench.jobs import FamilyJob, JobOptions, Scored, register_family
 from mmbench.metrics.bootstrap import mean_ci
 from mmbench.metrics.ranking import HITS_AT, RankingEvaluator, RankingResult, ScoreFn
 from mmbench.progress import Progress
 from mmbench.tasks import TaskCard
-from mmbench.training import train_with_selection
 
 
 def check_scores(out: Any, expected_rows: int, num_entities: int, where: str) -> torch.Tensor:
@@ -56,10 +54,6 @@ def score_fns(model: KGCModel, num_entities: int, split: str) -> dict[str, Score
     return {"tail": tails, "head": heads}
 
 
-def selection_key(card: TaskCard) -> str:
-    return card.protocol.get("selection_metric", "both.realistic.mrr")
-
-
 def evaluate_split(model: KGCModel, ds: KGDataset, split: str, evaluator: RankingEvaluator,
                    progress: Progress) -> RankingResult:
     triples = getattr(ds, split)
@@ -82,43 +76,59 @@ def rank_intervals(result: RankingResult, rank_type: str, resamples: int, seed: 
     return {f"both.{rank_type}.{k}": [lo, hi] for k, (lo, hi) in cis.items()}
 
 
-def run_job(model: KGCModel, ds: KGDataset, card: TaskCard, seed: int, progress: Progress,
-            options: JobOptions) -> JobOutcome:
-    """Train (or load a checkpoint), select on validation, score test once."""
-    bs = getattr(model.config, "eval_batch_size", 512)
-    valid_eval = RankingEvaluator(ds.num_entities, ds.num_relations, torch.cat([ds.train, ds.valid]), bs)
-    key = selection_key(card)
-    model.setup(ds.training_view(), seed)
-    has_valid = len(ds.valid) > 0
+@register_family("kgc")
+class KGCJob(FamilyJob):
+    """Link prediction: filtered ranking of every entity for head and tail queries (``RankingEvaluator``)."""
 
-    def validate() -> tuple[float, RankingResult]:
-        result = evaluate_split(model, ds, "valid", valid_eval, progress)
-        return result.metrics[key], result
+    default_selection = "both.realistic.mrr"
 
-    if options.checkpoint_state is not None:
-        model.load_state_dict(options.checkpoint_state)
-        from mmbench.training import Selection
+    def __init__(self, data: KGDataset, card: TaskCard, options: JobOptions, progress: Progress):
+        super().__init__(data, card, options, progress)
+        self._view = data.training_view()
+        self.rank_type = card.protocol.get("rank_type", "realistic")
+        self._evaluators: dict[str, RankingEvaluator] = {}
 
-        sel = Selection(epoch=0, value=None, result=None)
-        reason = "checkpoint given"
-    else:
-        sel = train_with_selection(model, validate if has_valid else None, progress)
-        reason = "no validation split" if not has_valid else "no training epochs"
-    t0 = time.perf_counter()
-    valid_result = sel.result if sel.result is not None else (validate()[1] if has_valid else None)
-    test_eval = RankingEvaluator(ds.num_entities, ds.num_relations, torch.cat([ds.train, ds.valid, ds.test]), bs)
-    test_result = evaluate_split(model, ds, "test", test_eval, progress)
-    eval_seconds = sel.eval_seconds + time.perf_counter() - t0
-    rank_type = card.protocol.get("rank_type", "realistic")
-    return JobOutcome(
-        metrics={"valid": valid_result.metrics if valid_result else {}, "test": test_result.metrics},
-        intervals=rank_intervals(test_result, rank_type, options.bootstrap_resamples, options.bootstrap_seed),
-        training={"history": sel.history, "selection": selection_summary(sel, key, reason),
-                  "train_seconds": round(sel.train_seconds, 3), "eval_seconds": round(eval_seconds, 3)},
-        protocol={"filtered": True, "filter_splits": ["train", "valid", "test"],
-                  "valid_filter_splits": ["train", "valid"], "rank_type": rank_type,
-                  "ties": "realistic = (optimistic + pessimistic) / 2; all three reported",
-                  "sides": ["head", "tail"],
-                  "bootstrap": {"resamples": options.bootstrap_resamples, "seed": options.bootstrap_seed,
-                                "unit": "(triple, side) query", "interval": "95% percentile"}},
-        samples=test_result.sample_rows() if options.log_samples else None)
+    @property
+    def view(self) -> Any:
+        return self._view
+
+    def has_split(self, split: str) -> bool:
+        return len(getattr(self.data, split)) > 0
+
+    def evaluator(self, split: str, batch_size: int) -> RankingEvaluator:
+        """Filter: train + valid for validation, train + valid + test for test (built once per split)."""
+        if split not in self._evaluators:
+            ds = self.data
+            known = [ds.train, ds.valid] + ([ds.test] if split == "test" else [])
+            self._evaluators[split] = RankingEvaluator(ds.num_entities, ds.num_relations, torch.cat(known),
+                                                       batch_size)
+        return self._evaluators[split]
+
+    def score(self, model: KGCModel, split: str) -> Scored:
+        evaluator = self.evaluator(split, getattr(model.config, "eval_batch_size", 512))
+        result = evaluate_split(model, self.data, split, evaluator, self.progress)
+        return Scored(result.metrics, result)
+
+    def probe(self, model: KGCModel) -> tuple[Any, str]:
+        ds = self.data
+        queries = (ds.valid if len(ds.valid) else ds.train)[:8]
+        model.begin_scoring()
+        try:
+            fns = score_fns(model, ds.num_entities, "valid")
+            out = (fns["tail"](queries[:, 0], queries[:, 1], 0), fns["head"](queries[:, 2], queries[:, 1], 0))
+        finally:
+            model.end_scoring()
+        return out, f"score_tails and score_heads give ({len(queries)}, {ds.num_entities}) {out[0].dtype}, no NaN"
+
+    def intervals(self, test: Scored) -> dict[str, list[float]]:
+        o = self.options
+        return rank_intervals(test.detail, self.rank_type, o.bootstrap_resamples, o.bootstrap_seed)
+
+    def protocol(self, test: Scored) -> dict[str, Any]:
+        return {"filtered": True, "filter_splits": ["train", "valid", "test"],
+                "valid_filter_splits": ["train", "valid"], "rank_type": self.rank_type,
+                "ties": "realistic = (optimistic + pessimistic) / 2; all three reported",
+                "sides": ["head", "tail"], "bootstrap": self.bootstrap_protocol("(triple, side) query")}
+
+    def samples(self, test: Scored) -> list[dict[str, Any]]:
+        return test.detail.sample_rows()
