@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -128,7 +129,7 @@ class TrainSchedule:
     eval_batch_size: int = 512
 
 
-class ModelAdapter:
+class ModelAdapter(ABC):
     """Common base of all adapters.
 
     Subclasses set ``Config`` (a dataclass of hyperparameters with defaults) and may set ``presets``
@@ -183,9 +184,10 @@ class ModelAdapter:
         if self.module is not None:
             self.module.train()
 
+    @abstractmethod
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training data (epochs count from 1); returns the mean training loss."""
-        raise NotImplementedError
+        ...
 
     def train_epochs(self, first: int, count: int) -> list[float]:
         """Epochs ``first .. first + count - 1``; override when a library trains several at once cheaper."""
@@ -228,18 +230,21 @@ class KGCModel(ModelAdapter):
 
     family: ClassVar[str] = "kgc"
 
+    @abstractmethod
     def setup(self, data: KGTrainingData, seed: int) -> None:
         """Build the model for this graph; all randomness must derive from ``seed``."""
-        raise NotImplementedError
+        ...
 
 
+    @abstractmethod
     def score_tails(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         """heads, relations: (B,) long -> scores (B, num_entities) float for (h, r, ?)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def score_heads(self, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
         """relations, tails: (B,) long -> scores (B, num_entities) float for (?, r, t)."""
-        raise NotImplementedError
+        ...
 
 
 # --------------------------------------------------------------------------- multimodal-graph families
@@ -301,12 +306,14 @@ class GenerationModel(ModelAdapter):
 
     family: ClassVar[str] = "generation"
 
+    @abstractmethod
     def setup(self, data: GenerationTrainingData, seed: int) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def generate(self, samples: list[GraphSample], max_new_tokens: int, num_beams: int = 1) -> list[str]:
         """One output string per sample, in order."""
-        raise NotImplementedError
+        ...
 
 
 @dataclass(frozen=True)
@@ -349,10 +356,12 @@ class ClassificationModel(ModelAdapter):
 
     family: ClassVar[str] = "classification"
 
+    @abstractmethod
     def setup(self, data: ClassificationTrainingData, seed: int) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def predict(self, nodes: torch.Tensor) -> torch.Tensor:
         """nodes: (B,) long -> scores (B, num_classes), higher = more likely; the harness takes the
         argmax over ``candidate_classes``."""
-        raise NotImplementedError
+        ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import pkgutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,18 +24,27 @@ from mmbench.io import file_sha256, sha256_hex
 _MODELS: dict[str, type[ModelAdapter]] = {}
 # one name may serve several task families (e.g. graph4mm: generation and classification): (name, family) -> class
 _BY_FAMILY: dict[tuple[str, str], type[ModelAdapter]] = {}
-_BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat", "mmbench.models.mygo",
-                    "baselines.gnn", "baselines.lm_cls", "baselines.lm_gen", "baselines.mmgl",
-                    "mmbench.models.graph4mm", "mmbench.models.vwlmm", "baselines.labelprop")
+MODEL_PACKAGES = ("baselines", "mmbench.models")
+"""Packages whose modules are searched for ``@register_model`` (plus the ``mmbench.models`` entry points)."""
+_ALIASES: dict[str, str] = {}
 _loaded = False
 
 
-def register_model(name: str):
-    """Class decorator: make an adapter available as ``--model name``."""
+def missing_methods(cls: type) -> list[str]:
+    """The abstract adapter methods ``cls`` does not implement."""
+    return sorted(getattr(cls, "__abstractmethods__", ()))
+
+
+def register_model(name: str, aliases: tuple[str, ...] = ()):
+    """Class decorator: make an adapter available as ``--model name`` (and under each alias, e.g. a paper's
+    spelling of the name). A class that leaves a required method unimplemented is refused here, at import."""
 
     def deco(cls: type[ModelAdapter]) -> type[ModelAdapter]:
         if not (inspect.isclass(cls) and issubclass(cls, ModelAdapter)):
             raise TypeError(f"@register_model({name!r}) must decorate a ModelAdapter subclass")
+        if missing_methods(cls):
+            raise TypeError(f"@register_model({name!r}): {cls.__qualname__} does not implement "
+                            f"{', '.join(missing_methods(cls))} (required by {cls.family or 'its'} adapters)")
         key = (name, cls.family)
         if key in _BY_FAMILY and _BY_FAMILY[key] is not cls:
             raise ValueError(f"model name {name!r} is already registered for the {cls.family or 'family-less'} "
@@ -42,9 +52,23 @@ def register_model(name: str):
         cls.name = name
         _BY_FAMILY[key] = cls
         _MODELS.setdefault(name, cls)
+        for alias in aliases:
+            _ALIASES[alias] = name
         return cls
 
     return deco
+
+
+def _model_modules() -> list[str]:
+    """Modules of ``MODEL_PACKAGES`` that register models (found by reading their source, imported later)."""
+    found = []
+    for package in MODEL_PACKAGES:
+        pkg = importlib.import_module(package)
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+            path = Path(pkg.__path__[0]) / f"{info.name}.py"
+            if path.is_file() and "@register_model(" in path.read_text(encoding="utf-8"):
+                found.append(f"{package}.{info.name}")
+    return found
 
 
 def _load_builtins() -> None:
@@ -52,18 +76,16 @@ def _load_builtins() -> None:
     if _loaded:
         return
     _loaded = True
-    for mod in _BUILTIN_MODULES:
+    for mod in _model_modules():
         importlib.import_module(mod)
     for ep in entry_points(group="mmbench.models"):
         if ep.name in _MODELS:
             continue
         try:
-            cls = ep.load()
+            register_model(ep.name)(ep.load())
         except Exception as e:  # noqa: BLE001  (a broken plugin must not break the others)
             print(f"warning: entry point mmbench.models:{ep.name} ({ep.value}) failed to load: {e}",
                   file=sys.stderr)
-            continue
-        register_model(ep.name)(cls)
 
 
 def all_models() -> dict[str, type[ModelAdapter]]:
@@ -93,6 +115,9 @@ def _from_file(spec: str) -> type[ModelAdapter]:
     if "name" not in cls.__dict__:  # not registered itself (a subclass of a builtin inherits its name)
         cls.name = f"{path.stem}:{cls_name}"
     # the run key covers the adapter's source, so editing the file never reuses stale results
+    if missing_methods(cls):
+        raise ConfigError(f"--model {spec}: {cls_name} does not implement {', '.join(missing_methods(cls))}; "
+                          f"see README, 'Adding a model (adapter)'")
     cls.source_sha256 = file_sha256(path)
     return cls
 
@@ -100,6 +125,7 @@ def _from_file(spec: str) -> type[ModelAdapter]:
 def model_families(name: str) -> list[str]:
     """The task families a registered name serves (in registration order)."""
     _load_builtins()
+    name = _ALIASES.get(name, name)
     return [fam for (n, fam) in _BY_FAMILY if n == name]
 
 
@@ -109,6 +135,7 @@ def get_model(name: str, family: str | None = None) -> type[ModelAdapter]:
     if ".py:" in name:
         return _from_file(name)
     models = all_models()
+    name = _ALIASES.get(name, name)
     if name not in models:
         raise ConfigError(f"unknown model {name!r}.{closest(name, models)} "
                           f"Run `mmbench list models` to see the registered models.")

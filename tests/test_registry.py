@@ -23,12 +23,24 @@ ADAPTER_SRC = textwrap.dedent('''
         pass
 
 
-    class MyAdapter(KGCModel):
+    class Complete(KGCModel):
+        def setup(self, data, seed): ...
+        def train_epoch(self, epoch): return 0.0
+        def score_tails(self, heads, relations): ...
+        def score_heads(self, relations, tails): ...
+
+
+    class MyAdapter(Complete):
         description = "user adapter from a file"
 
 
-    class OtherAdapter(KGCModel):
+    class OtherAdapter(Complete):
         pass
+
+
+    class Unfinished(KGCModel):
+        def setup(self, data, seed): ...
+        def train_epoch(self, epoch): return 0.0
 ''')
 
 
@@ -68,9 +80,19 @@ def test_unknown_model_suggests_closest():
     assert "unknown model 'distmul'. Did you mean 'distmult'?" in str(e.value)
 
 
+class Complete(KGCModel):
+    def setup(self, data, seed): ...
+
+    def train_epoch(self, epoch): return 0.0
+
+    def score_tails(self, heads, relations): ...
+
+    def score_heads(self, relations, tails): ...
+
+
 def test_register_model_decorator(isolated_registry):
     @register_model("toy-model")
-    class Toy(KGCModel):
+    class Toy(Complete):
         pass
 
     assert Toy.name == "toy-model"
@@ -78,7 +100,7 @@ def test_register_model_decorator(isolated_registry):
     # re-registering the same class is fine; a different class under the name is not
     assert register_model("toy-model")(Toy) is Toy
 
-    class Other(KGCModel):
+    class Other(Complete):
         pass
 
     with pytest.raises(ValueError, match="model name 'toy-model' is already registered"):
@@ -115,6 +137,36 @@ def test_model_from_file_not_an_adapter(tmp_path):
         get_model(f"{path}:Helper")
 
 
+def test_missing_required_methods_are_reported_at_registration(tmp_path, isolated_registry):
+    class NoScores(KGCModel):
+        def setup(self, data, seed): ...
+
+        def train_epoch(self, epoch): return 0.0
+
+    with pytest.raises(TypeError, match=r"NoScores does not implement score_heads, score_tails \(required by kgc"):
+        register_model("no-scores")(NoScores)
+    with pytest.raises(TypeError):
+        NoScores()  # and an instance cannot be made either
+    path = tmp_path / "my_adapter.py"
+    path.write_text(ADAPTER_SRC)
+    with pytest.raises(ConfigError, match="Unfinished does not implement score_heads, score_tails"):
+        get_model(f"{path}:Unfinished")
+
+
+def test_aliases_and_discovered_modules(isolated_registry, monkeypatch):
+    monkeypatch.setattr(registry, "_ALIASES", {})
+    monkeypatch.setattr(registry, "_BY_FAMILY", dict(registry._BY_FAMILY))
+
+    @register_model("toy-paper-model", aliases=("ToyPaperModel",))
+    class Toy(Complete):
+        pass
+
+    assert get_model("ToyPaperModel") is Toy and registry.model_families("ToyPaperModel") == ["kgc"]
+    modules = registry._model_modules()   # found by reading the packages, no hand-kept list
+    assert {"baselines.gnn", "baselines.kge", "mmbench.models.mygo", "mmbench.models.graph4mm"} <= set(modules)
+    assert "mmbench.models.lm_forward" not in modules  # helpers that register nothing are not imported for it
+
+
 def test_model_from_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"file .*nothere\.py does not exist"):
         get_model(f"{tmp_path / 'nothere.py'}:X")
@@ -136,6 +188,11 @@ def test_entry_point_group(tmp_path, monkeypatch, isolated_registry, request):
 
         class FakeModel(KGCModel):
             description = "installed through an entry point"
+
+            def setup(self, data, seed): ...
+            def train_epoch(self, epoch): return 0.0
+            def score_tails(self, heads, relations): ...
+            def score_heads(self, relations, tails): ...
     '''))
     monkeypatch.syspath_prepend(str(site))
     request.addfinalizer(lambda: sys.modules.pop("fakepkg_adapter", None))
