@@ -69,7 +69,7 @@ class GNNConfig(TrainSchedule):
     epochs: int = 200
     eval_every: int = 10
     patience: int = 5
-    features: str = "text+image"     # see mmbench.features: text, image, text+image, or a precomputed set
+    features: str = "text+image"     # see mmbench.features: text, image, tfidf[:N], a precomputed set, or a+b
     hidden: int = 128
     layers: int = 2
     dropout: float = 0.5
