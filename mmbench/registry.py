@@ -25,7 +25,8 @@ _MODELS: dict[str, type[ModelAdapter]] = {}
 _BY_FAMILY: dict[tuple[str, str], type[ModelAdapter]] = {}
 _BUILTIN_MODULES = ("baselines.kge", "baselines.one_to_all", "baselines.mm_concat", "mmbench.models.mygo",
                     "baselines.gnn", "baselines.lm_cls", "baselines.lm_gen", "baselines.mmgl",
-                    "mmbench.models.graph4mm", "mmbench.models.vwlmm", "baselines.labelprop")
+                    "mmbench.models.graph4mm", "mmbench.models.vwlmm", "baselines.labelprop", "baselines.linear",
+                    "baselines.copy_context")
 _loaded = False
 
 
