@@ -1,12 +1,29 @@
-"""Feature-based node classifiers: ``mlp`` (no edges), ``gcn``, ``sage`` and ``gat`` (PyTorch Geometric layers).
+"""Feature-based node classifiers: ``mlp`` (no edges), ``gcn``, ``sage``, ``gat``, ``rgcn`` (PyTorch Geometric layers).
 
-Input: one frozen feature matrix per graph from ``mmbench.features.node_features`` (``features`` config
-field: ``text+image`` = MiniLM text ⊕ EfficientNet image features ⊕ two presence columns; ``text``,
-``image``, or a precomputed set such as ``clip``), computed once in ``setup``. The network is
-``layers`` layers wide ``hidden`` with ReLU, dropout before every layer (the input included, as in Kipf &
-Welling's GCN), trained full-batch over the whole graph with Adam; the edges are ``graph.edge_index`` as
-loaded (both directions for undirected graphs; messages flow row 0 -> row 1), edge types are ignored,
-and the layers add self-loops as PyG does by default (GCNConv, GATConv; SAGEConv has its root weight).
+Input: one feature matrix per graph from ``mmbench.features.node_features`` (``features`` config field:
+``text+image`` = MiniLM text ⊕ EfficientNet image features ⊕ two presence columns, the image block left out
+on a graph without images; ``text``, ``image``, ``tfidf`` / ``tfidf:N`` (bag of words fitted on the training
+nodes' texts, densified here), a precomputed set such as ``clip``, or ``+``-joined combinations such as
+``tfidf+text+image``), computed once in ``setup``. The network is ``layers`` layers wide ``hidden`` with ReLU,
+dropout before every layer (the input included, as in Kipf & Welling's GCN), trained full-batch over the
+whole graph with Adam; messages flow row 0 -> row 1 of ``graph.edge_index`` as loaded (both directions for
+undirected graphs), and the layers add self-loops as PyG does by default (GCNConv, GATConv; SAGEConv and
+RGCNConv have their root weight).
+
+Edge types (``describe()["edge_types"]`` says which rule ran, with its counts):
+  * ``gcn``, ``sage``, ``gat`` ignore them, and a node pair linked by several edge types (parallel rows with
+    the same source and target) is merged into one edge first (``mmbench.data.edges.merge_parallel``), so
+    GCN's degree normalisation, SAGE's neighbour mean and GAT's attention softmax count the pair once; a
+    graph without parallel edges is passed on unchanged, row for row.
+  * ``rgcn`` (Schlichtkrull et al. 2018, "Modeling Relational Data with Graph Convolutional Networks";
+    PyG ``RGCNConv``, https://pytorch-geometric.readthedocs.io/en/latest/generated/torch_geometric.nn.conv.RGCNConv.html)
+    has one relation per edge type the graph declares (``edge_type_names``): ``h_v' = W_0 h_v + sum_r
+    mean_{u in N_r(v)} W_r h_u``; only exact repeats of a (source, target, type) row are merged. The two
+    directions of an undirected edge share its type (as the loaders store them), so there are no separate
+    inverse relations (the paper adds r^-1 for directed KGs). ``num_bases`` > 0 uses the paper's basis
+    decomposition of the W_r.
+  * ``mlp`` uses no edges.
+
 GAT: ``heads`` heads of width ``hidden / heads`` concatenated in hidden layers, one head at the output,
 attention dropout = ``dropout``. Defaults follow Kipf & Welling's GCN set-up (2 layers, dropout 0.5, Adam
 lr 0.01, weight decay 5e-4, 200 epochs) with a wider hidden layer (128) and validation every 10 epochs,
@@ -39,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbench.api import ClassificationModel, ClassificationTrainingData, TrainSchedule
+from mmbench.data.edges import dedupe_typed, merge_parallel
 from mmbench.errors import ConfigError
 from mmbench.features import node_features
 from mmbench.registry import register_model
@@ -51,7 +69,7 @@ class GNNConfig(TrainSchedule):
     epochs: int = 200
     eval_every: int = 10
     patience: int = 5
-    features: str = "text+image"     # see mmbench.features: text, image, text+image, or a precomputed set
+    features: str = "text+image"     # see mmbench.features: text, image, tfidf[:N], a precomputed set, or a+b
     hidden: int = 128
     layers: int = 2
     dropout: float = 0.5
@@ -69,6 +87,11 @@ class GATConfig(GNNConfig):
     heads: int = 4
 
 
+@dataclass
+class RGCNConfig(GNNConfig):
+    num_bases: int = 0       # basis decomposition of the relation weights (Schlichtkrull et al. 2018); 0 = off
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # tasks/ele-fashion.yaml protocol.features: CLIP is MM-GRAPH's default node feature set; encoding the
     # raw text and images of 97,766 nodes on the CPU is also impractical (see mmbench/features.py)
@@ -79,12 +102,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class GNNNet(nn.Module):
-    """x (N, in_dim), edge_index (2, M) -> (N, out_dim)."""
+    """x (N, in_dim), edge_index (2, M)[, edge_type (M,) for rgcn] -> (N, out_dim)."""
 
     def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, layers: int, dropout: float,
-                 heads: int = 1):
+                 heads: int = 1, num_relations: int = 1, num_bases: int = 0):
         super().__init__()
-        from torch_geometric.nn import GATConv, GCNConv, SAGEConv
+        from torch_geometric.nn import GATConv, GCNConv, RGCNConv, SAGEConv
 
         self.kind, self.dropout = kind, dropout
         dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
@@ -100,14 +123,22 @@ class GNNNet(nn.Module):
             elif kind == "gat":
                 convs.append(GATConv(a, b, heads=1, dropout=dropout) if last
                              else GATConv(a, b // heads, heads=heads, dropout=dropout))
+            elif kind == "rgcn":
+                convs.append(RGCNConv(a, b, num_relations, num_bases=num_bases or None, aggr="mean"))
             else:
                 raise ValueError(kind)
         self.convs = nn.ModuleList(convs)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor | None = None
+                ) -> torch.Tensor:
         for i, conv in enumerate(self.convs):
             x = F.dropout(x, self.dropout, self.training)
-            x = conv(x) if self.kind == "mlp" else conv(x, edge_index)
+            if self.kind == "mlp":
+                x = conv(x)
+            elif self.kind == "rgcn":
+                x = conv(x, edge_index, edge_type)
+            else:
+                x = conv(x, edge_index)
             if i < len(self.convs) - 1:
                 x = F.relu(x)
         return x
@@ -138,9 +169,11 @@ class GNNClassifier(ClassificationModel):
                               f"split); a supervised classifier cannot score them. Use --set "
                               f"zero_shot=label-similarity")
         x, self.feature_info = node_features(g, c.features, c.text_encoder, c.image_encoder, device=self.device,
-                                             progress=self.progress)
+                                             progress=self.progress, train_nodes=data.train_nodes)
         dev = self.device
-        self.x, self.edge_index = x.to(dev), g.edge_index.long().to(dev)
+        edge_index, edge_type = self._edges(g)
+        self.x, self.edge_index = x.to(dev), edge_index.to(dev)
+        self.edge_type = None if edge_type is None else edge_type.to(dev)
         self.class_emb: torch.Tensor | None = None
         if self.unseen:  # label-similarity: the output layer maps into the class-name embedding space
             from mmbench.backbones import encode_texts
@@ -159,10 +192,31 @@ class GNNClassifier(ClassificationModel):
         self.train_classes = train_classes.to(dev)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(seed)
-            self.module = GNNNet(self.kind, self.x.shape[1], c.hidden, out_dim, c.layers, c.dropout, heads).to(dev)
+            self.module = GNNNet(self.kind, self.x.shape[1], c.hidden, out_dim, c.layers, c.dropout, heads,
+                                 num_relations=len(g.edge_type_names),
+                                 num_bases=int(getattr(c, "num_bases", 0))).to(dev)
             self._rng = self._get_rng()
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self._cache: torch.Tensor | None = None
+
+    def _edges(self, g: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rows the layers see (module docstring): (2, K) edge_index and, for rgcn, (K,) edge types."""
+        names = list(g.edge_type_names)
+        if self.kind == "mlp":
+            self.edge_rule = "not used (no message passing)"
+            return torch.zeros(2, 0, dtype=torch.long), None
+        if self.kind == "rgcn":
+            if g.edge_type.numel() and (int(g.edge_type.min()) < 0 or int(g.edge_type.max()) >= len(names)):
+                raise ConfigError(f"{self.name}: edge types must index the graph's {len(names)} edge_type_names")
+            ei, et, merged = dedupe_typed(g.edge_index, g.edge_type, g.num_nodes, len(names))
+            counts = torch.bincount(et, minlength=len(names)).tolist()
+            self.edge_rule = f"one relation per type: {names}"
+            self.edge_counts = {"per_relation": dict(zip(names, counts, strict=True)), "repeats_merged": merged}
+            return ei, et
+        ei, merged = merge_parallel(g.edge_index, g.num_nodes)
+        self.edge_rule = f"ignored, parallel edges merged: {merged}"
+        self.edge_counts = {"parallel_edges_merged": merged, "types_declared": names}
+        return ei, None
 
     # ------------------------------------------------------------------ scoring
     def _forward(self, nodes: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,7 +224,7 @@ class GNNClassifier(ClassificationModel):
         if self.kind == "mlp" and nodes is not None:
             out = self.module(self.x[nodes], self.edge_index)
         else:
-            out = self.module(self.x, self.edge_index)
+            out = self.module(self.x, self.edge_index, self.edge_type)
             out = out if nodes is None else out[nodes]
         if self.class_emb is None:
             return out
@@ -217,13 +271,14 @@ class GNNClassifier(ClassificationModel):
 
     def describe(self) -> dict[str, Any]:
         return {"features": self.feature_info, "edges": int(self.edge_index.shape[1]),
+                "edge_types": self.edge_rule, **({"edge_counts": self.edge_counts} if self.kind != "mlp" else {}),
                 "zero_shot": "label-similarity" if self.class_emb is not None else None,
                 "unseen_classes": self.unseen}
 
 
 @register_model("mlp")
 class MLP(GNNClassifier):
-    description = "MLP on frozen node features (MiniLM text + EfficientNet image, or precomputed), no edges"
+    description = "MLP on node features (frozen MiniLM text + EfficientNet image, TF-IDF, or precomputed), no edges"
     kind = "mlp"
 
 
@@ -244,3 +299,16 @@ class GAT(GNNClassifier):
     description = "GAT (Velickovic et al. 2018, PyG GATConv, 4 heads) on frozen node features, full-batch"
     kind = "gat"
     Config = GATConfig
+
+
+@register_model("rgcn")
+class RGCN(GNNClassifier):
+    description = "R-GCN (Schlichtkrull et al. 2018, PyG RGCNConv): one relation per edge type, full-batch"
+    kind = "rgcn"
+    Config = RGCNConfig
+
+    def setup(self, data: ClassificationTrainingData, seed: int) -> None:
+        if self.config.num_bases < 0:
+            raise ConfigError(f"{self.name}: num_bases must be >= 0 (0 = no basis decomposition), got "
+                              f"{self.config.num_bases}")
+        super().setup(data, seed)

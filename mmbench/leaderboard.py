@@ -233,7 +233,10 @@ def render_task(task: str, records: list[ResultRecord], reported: list[dict[str,
     out = [f"# {task}", "", str(card.get("description", "")).strip(), ""]
     proto = first.protocol
     family = first.family
-    picked = first.training["selection"].get("metric") or "last epoch"
+    # the first record may be a model that trains nothing (labelprop, copy-context: no validation checks); the
+    # protocol's selection metric is that of any record of the newest fingerprint that did validate
+    picked = next((r.training["selection"]["metric"] for r in ordered[0][1]
+                   if r.training["selection"].get("metric")), None) or "last epoch"
     selection = f"The checkpoint is chosen on validation ({picked}); test is scored once."
     ci = ("Test columns: mean ± std over seeds; 95% CI: the per-seed bootstrap interval of the main metric over "
           "test samples, averaged over seeds.")

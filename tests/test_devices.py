@@ -133,6 +133,7 @@ def cls_view():
 @pytest.mark.parametrize("name,config", [
     ("mlp", {"features": "noisy"}), ("gcn", {"features": "noisy"}), ("sage", {"features": "noisy"}),
     ("gat", {"features": "noisy", "hidden": 8, "heads": 2}), ("gcn", {"features": "text"}),
+    ("rgcn", {"features": "noisy", "hidden": 8}), ("gcn", {"features": "tfidf", "hidden": 8}),
     ("lm-cls", {"lm": "tiny-llama"}), ("lm-cls", {"lm": "tiny-llama", "mode": "likelihood"}),
     ("labelprop", {}), ("graph4mm", {"lm": "tiny-llama", "qformer_heads": 2, "diffusion_heads": 2}),
 ])

@@ -152,6 +152,21 @@ def test_same_label_different_config_rows_are_told_apart(tmp_path):
     assert rows[0].split("|")[1] != rows[1].split("|")[1]
 
 
+def test_page_names_the_selection_metric_when_some_model_trains_nothing(tmp_path):
+    """A record without validation checks (labelprop, copy-context) listed first does not hide the metric."""
+    s = ResultStore(tmp_path / "results")
+    untrained = rec("u1", "aaa-floor", {}, {}, 0, 0.1, 9.0, 0.1, 0)
+    untrained.training = {"selection": {"metric": None, "epoch": 0, "reason": "no validation checks"}}
+    s.write(untrained)
+    s.write(rec("x1", "zeta", {"dim": 8}, {}, 0, 0.5, 2.0, 0.4, 10))
+    write_leaderboard(s, tmp_path / "lb")
+    assert "chosen on validation (valid/both.realistic.mrr)" in (tmp_path / "lb" / "toy.md").read_text()
+    s2 = ResultStore(tmp_path / "only-floor")
+    s2.write(dataclasses.replace(untrained))
+    write_leaderboard(s2, tmp_path / "lb2")
+    assert "chosen on validation (last epoch)" in (tmp_path / "lb2" / "toy.md").read_text()
+
+
 def test_empty_store(tmp_path):
     assert write_leaderboard(ResultStore(tmp_path / "none"), tmp_path / "lb") == []
     assert not (tmp_path / "lb").exists()

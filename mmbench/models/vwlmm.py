@@ -247,10 +247,20 @@ class VWLMMGenerator(VWLMMParts, GraphLMGenerator):
         self.diagnostic_samples = list(data.test[:8])
 
 
+# Classification presets: Graph4MM's (chosen on its synth-cls-zs validation; README, VW-LMM section), not tuned
+# separately for VW-LMM: the frozen LM keeps what it knows of unseen class names, one epoch and 192 prompt tokens
+# keep a seed near 15 minutes on 2 CPU cores.
+CLS_PRESETS: dict[str, dict[str, Any]] = {
+    "synth-cls-zs": dict(trainable="none", epochs=1, max_prompt_tokens=192),
+    "synth-cls": dict(trainable="none", epochs=1, max_prompt_tokens=192),
+}
+
+
 @register_model("vwlmm")
 class VWLMMClassifier(VWLMMParts, GraphLMClassifier):
     description = VWLMMGenerator.description
     Config = VWLMMConfig
+    presets = CLS_PRESETS
 
     def setup(self, data, seed: int) -> None:
         super().setup(data, seed)
