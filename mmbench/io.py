@@ -60,6 +60,13 @@ def atomic_write_jsonl_gz(path: Path, rows: Iterable[dict]) -> None:
     atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
 
 
+def utc_now() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ`` (records, manifests, logs)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def read_jsonl_gz(path: Path) -> list[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

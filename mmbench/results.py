@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mmbench.io import atomic_write_json, atomic_write_jsonl_gz, canonical_json, sha256_hex
+from mmbench.io import atomic_write_json, atomic_write_jsonl_gz, canonical_json, sha256_hex, utc_now  # noqa: F401
 
 SCHEMA_VERSION = 1
 
@@ -104,8 +104,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ResultStore:

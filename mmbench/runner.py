@@ -18,12 +18,12 @@ from mmbench.config import build_config, config_to_dict
 from mmbench.data import load_task_data
 from mmbench.devices import check_device_spec, describe_device, reset_peak_memory, resolve_device
 from mmbench.errors import ConfigError
-from mmbench.io import RunLock, file_sha256
+from mmbench.io import RunLock, file_sha256, utc_now
 from mmbench.jobs import JobOptions, JobOutcome, family_job, run_job
 from mmbench.progress import Progress
 from mmbench.provenance import provenance
 from mmbench.registry import get_model
-from mmbench.results import SCHEMA_VERSION, ResultRecord, ResultStore, run_key, utc_now
+from mmbench.results import SCHEMA_VERSION, ResultRecord, ResultStore, run_key
 from mmbench.tasks import TaskCard, get_card
 
 

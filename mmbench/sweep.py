@@ -30,9 +30,8 @@ import yaml
 from mmbench import paths
 from mmbench.config import parse_seeds
 from mmbench.errors import ConfigError, MMBenchError
-from mmbench.io import atomic_write_json
+from mmbench.io import atomic_write_json, utc_now
 from mmbench.isolation import run_in_fresh_process
-from mmbench.results import utc_now
 
 LOG_TAIL_LINES = 40
 

@@ -30,12 +30,11 @@ import torch
 
 from mmbench import paths
 from mmbench.data import register_loader, register_preparer
-from mmbench.data.elefashion import apply_class_split, undirected, verify_expected
+from mmbench.data.common import apply_class_split, undirected, verify_expected
 from mmbench.data.graph import EDGE_TYPES, GraphTaskData, MultimodalGraph
 from mmbench.data.prepare import place, staged
 from mmbench.errors import ConfigError, DataError, closest
-from mmbench.io import file_sha256
-from mmbench.results import utc_now
+from mmbench.io import file_sha256, utc_now
 from mmbench.tasks import TaskCard
 
 NODES, EDGES, SPLIT, LABELS = "nodes.jsonl", "edges.tsv", "split.json", "labels.json"

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from mmbench import paths
 from mmbench.api import EntityModalities, KGTrainingData, TokenBags
 from mmbench.data import register_loader
+from mmbench.data.common import dataset_dir, missing_data_message, verify_expected
 from mmbench.data.triples import check_id_range, count_lines, read_id_triples, read_labeled_triples, read_name_to_id
 from mmbench.errors import DataError
 from mmbench.io import sha256_hex
@@ -80,20 +80,9 @@ def hash_modalities(m: EntityModalities) -> str:
 
 
 def verify_counts(card: TaskCard, ds: KGDataset, verify: bool, where: Path | None = None) -> None:
-    """Compare against the card's published statistics (``dataset.expected``)."""
-    expected = card.dataset.get("expected") or {}
-    actual = ds.stats()
-    wrong = [f"{k}: found {actual[k]:,}, published {v:,}" for k, v in expected.items() if actual.get(k) != v]
-    if not wrong:
-        return
-    source = f"the data under {where}" if where else "the generated data"
-    msg = (f"task {card.name}: {source} does not match the published statistics "
-           f"({'; '.join(wrong)}). Is this the release named in {card.path}?")
-    if verify:
-        raise DataError(msg + " Re-run `mmbench data prepare` with the original files, or pass "
-                              "--unverified-data to run anyway (the result is then marked unverified).")
-    ds.verified = False
-    ds.notes.append(msg)
+    """Compare against the card's published statistics (``dataset.expected``); see ``verify_expected``."""
+    if not verify_expected(card, ds.stats(), verify, where, ds.notes):
+        ds.verified = False
 
 
 # --------------------------------------------------------------------------- PyKEEN's bundled datasets
@@ -137,18 +126,6 @@ def load_pykeen(card: TaskCard, verify: bool = True) -> KGDataset:
 
 
 # --------------------------------------------------------------------------- MyGO / MMRNS layout
-def dataset_dir(card: TaskCard) -> Path:
-    return paths.data_root() / card.dataset.get("dir", card.name)
-
-
-def missing_data_message(card: TaskCard, what: str) -> str:
-    get = str(card.dataset.get("get", "")).strip()
-    return (f"task {card.name}: {what}.\n"
-            f"  Get the data: {get or 'see ' + str(card.path)}\n"
-            f"  Then run: mmbench data prepare {card.name} --from DIR\n"
-            f"  (data lives under $MMBENCH_DATA, now {paths.data_root()})")
-
-
 def _mygo_status(card: TaskCard) -> tuple[bool, str]:
     d = dataset_dir(card)
     missing = [f for f in SPLIT_FILES.values() if not (d / f).exists()]

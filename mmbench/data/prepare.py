@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.data import register_preparer
-from mmbench.data.kg import SPLIT_FILES, dataset_dir, load_mygo_from
+from mmbench.data.common import dataset_dir
+from mmbench.data.kg import SPLIT_FILES, load_mygo_from
 from mmbench.data.triples import read_id_triples
 from mmbench.errors import DataError
-from mmbench.io import atomic_write_json, atomic_write_text, file_sha256
-from mmbench.results import utc_now
+from mmbench.io import atomic_write_json, atomic_write_text, file_sha256, utc_now
 from mmbench.tasks import TaskCard
 
 _ORIGINS: dict[str, str] = {}

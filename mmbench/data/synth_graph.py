@@ -79,7 +79,7 @@ import torch
 
 from mmbench import paths
 from mmbench.data import register_loader
-from mmbench.data.elefashion import apply_class_split, verify_expected
+from mmbench.data.common import apply_class_split, verify_expected
 from mmbench.data.graph import EDGE_TYPES, GraphTaskData, MultimodalGraph
 from mmbench.data.words import TYPE_NOUNS
 from mmbench.errors import ConfigError, closest

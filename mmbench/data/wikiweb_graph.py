@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from mmbench.data import register_loader
+from mmbench.data.common import dataset_dir, missing_data_message
 from mmbench.data.graph import GraphTaskData, MultimodalGraph
-from mmbench.data.kg import dataset_dir, missing_data_message
 from mmbench.data.wikiweb_assembly import Assembler, _PageNodes
 from mmbench.data.wikiweb_pages import CARD_SPLITS, FORMAT, II, PAGE_FILES, TI, TT, Page, _norm, params_of
 from mmbench.errors import DataError

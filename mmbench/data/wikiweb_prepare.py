@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.data import register_preparer
-from mmbench.data.kg import dataset_dir
+from mmbench.data.common import dataset_dir
 from mmbench.data.wikiweb_graph import build_task_data, read_pages
 from mmbench.data.wikiweb_pages import CARD_SPLITS, FORMAT, PAGE_FILES, Page, params_of
 from mmbench.data.wikiweb_sources import MMGLSource, OfficialSource, PageRef, detect_source
@@ -141,7 +141,7 @@ def prepare(card: TaskCard, src: Path, link: bool = False, verify: bool = True) 
 
 def _build(card: TaskCard, params: dict[str, Any], src: Path, source: OfficialSource | MMGLSource, stage: Path,
            link: bool) -> dict[str, Any]:
-    from mmbench.results import utc_now
+    from mmbench.io import utc_now
 
     refs = list(source.index())
     per_split = {s: sum(r.split == s for r in refs) for s in CARD_SPLITS}
