@@ -22,7 +22,7 @@ def register_loader(name: str, status: StatusFn) -> Callable[[Loader], Loader]:
 
 
 def _entry(card: TaskCard) -> tuple[Loader, StatusFn]:
-    from mmbench.data import elefashion, folder, kg, prepare, synth_graph, synth_kg, wikiweb  # noqa: F401 (loaders)
+    from mmbench.data import elefashion, elefashion_prepare, folder, kg, prepare, synth_graph, synth_kg, wikiweb  # noqa: F401 (loaders and preparers register themselves)
     name = card.dataset["loader"]
     if name not in _LOADERS:
         raise ConfigError(f"{card.path}: unknown dataset loader {name!r}.{closest(name, _LOADERS)} "

@@ -25,7 +25,7 @@ image of the node and its 1- and 2-hop neighbours.
 
 synth-cls-zs (zero-shot node classification; loader ``synth-cls-zs``, its own parameters and generator, so
 synth-cls's data is untouched). Train on the nodes of some classes, predict among unseen classes only (the
-card's ``protocol.zero_shot``, applied by ``mmbench.data.elefashion.apply_class_split`` as for
+card's ``protocol.zero_shot``, applied by ``mmbench.data.common.apply_class_split`` as for
 ele-fashion-zs). A model can only name an unseen class by relating the node to the class *name*, so the
 text never names a class; it names things associated with it:
 - ``num_nodes`` nodes in ``num_classes`` classes of (near) equal size; class k is named ``THEMES[k]``;
