@@ -13,7 +13,8 @@ import torch
 from conftest import card_raw, write_card
 
 from mmbench.data import load_task_data
-from mmbench.data.synth_graph import ASSOCIATED, FILLERS, SIGHTINGS, THEMES, associated_class
+from mmbench.data.synth_graph import associated_class
+from mmbench.data.synth_graph_content import ASSOCIATED, FILLERS, SIGHTINGS, THEMES
 from mmbench.errors import ConfigError
 from mmbench.tasks import get_card, load_card
 

@@ -14,7 +14,7 @@ from conftest import card_raw, write_card
 from PIL import Image
 
 from mmbench.data import data_status, load_task_data
-from mmbench.data.synth_graph import (
+from mmbench.data.synth_graph_content import (
     ANIMALS,
     ITEM_VERBS,
     NEUTRAL_ADJ,
