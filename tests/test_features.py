@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import FIXTURES
 
-import mmbench.backbones as backbones
+import mmbench.backbones_vision as backbones_vision
 from mmbench.api import FeatureSet
 from mmbench.data.graph import MultimodalGraph
 from mmbench.errors import ConfigError
@@ -63,7 +63,7 @@ def test_encoders_run_once(five, env, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("re-encoded")
 
-    monkeypatch.setattr(backbones, "image_encoder", boom)
+    monkeypatch.setattr(backbones_vision, "vision_encoder", boom)  # what encode_images loads
     monkeypatch.setattr("transformers.AutoModel.from_pretrained", boom)
     again, _ = node_features(five, "text+image")
     assert torch.equal(first, again)
@@ -74,7 +74,10 @@ def test_encoders_run_once(five, env, monkeypatch):
 def test_no_image_graph_default_features_have_no_image_block(monkeypatch):
     """A text-only graph gets the text block alone by default: no 1,280 zero columns, no presence columns, the
     image encoder never loaded, and the info says what was left out."""
-    monkeypatch.setattr(backbones, "image_encoder", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    def never(*a, **k):
+        raise AssertionError("loaded")
+
+    monkeypatch.setattr(backbones_vision, "vision_encoder", never)
     g = graph(["a red scarf", "a blue hat"], [None, None])
     for spec in ("text+image", "default"):
         x, info = node_features(g, spec)
