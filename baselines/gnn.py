@@ -92,13 +92,9 @@ class RGCNConfig(GNNConfig):
     num_bases: int = 0       # basis decomposition of the relation weights (Schlichtkrull et al. 2018); 0 = off
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # tasks/ele-fashion.yaml protocol.features: CLIP is MM-GRAPH's default node feature set; encoding the
-    # raw text and images of 97,766 nodes on the CPU is also impractical (see mmbench/features.py)
-    "ele-fashion": {"features": "clip"},
-    # tasks/ele-fashion-zs.yaml protocol.features (same data as ele-fashion)
-    "ele-fashion-zs": {"features": "clip"},
-}
+# Per-task feature sets come from the card (``protocol.features``, e.g. CLIP on Ele-fashion, MM-GRAPH's default:
+# encoding the raw text and images of 97,766 nodes on the CPU is impractical); see mmbench.config.card_defaults.
+PRESETS: dict[str, dict[str, Any]] = {}
 
 
 class GNNNet(nn.Module):

@@ -116,13 +116,29 @@ def _check_range(key: str, value: Any, owner: str) -> None:
         return
 
 
+CARD_MODEL_KEYS = ("features",)
+"""Card ``protocol`` keys that set the same-named config key of every model that has one (e.g. the
+Ele-fashion cards' ``features: clip``): the card is their single source. The value ``default`` leaves each
+model's own default."""
+
+
+def card_defaults(card: Any, config_cls: type) -> dict[str, Any]:
+    """The card's values for ``CARD_MODEL_KEYS`` that ``config_cls`` has (``default`` values skipped)."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    protocol = getattr(card, "protocol", None) or {}
+    return {k: protocol[k] for k in CARD_MODEL_KEYS
+            if k in protocol and k in names and protocol[k] != "default"}
+
+
 def build_config(config_cls: type, task: str | None, presets: Mapping[str, Mapping[str, Any]],
-                 overrides: Mapping[str, Any], owner: str) -> Any:
-    """Defaults, then ``presets[task]`` (if any), then ``overrides``; unknown keys raise with a hint."""
+                 overrides: Mapping[str, Any], owner: str, card: Any = None) -> Any:
+    """Defaults, then the card's model keys (``card_defaults``), then ``presets[task]`` (if any), then
+    ``overrides``; unknown keys raise with a hint."""
     hints = typing.get_type_hints(config_cls)
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     values: dict[str, Any] = {}
-    for source, mapping in (("preset", presets.get(task or "", {})), ("--set", overrides)):
+    from_card = card_defaults(card, config_cls) if card is not None else {}
+    for source, mapping in (("task card", from_card), ("preset", presets.get(task or "", {})), ("--set", overrides)):
         for key, value in mapping.items():
             if key not in fields:
                 raise ConfigError(

@@ -107,7 +107,8 @@ def plan(req: EvalRequest, dataset: Any = None) -> JobPlan:
     if model_cls.family != card.family:
         raise ConfigError(f"model {req.model!r} is a {model_cls.family or 'family-less'} adapter but task "
                           f"{card.name!r} is a {card.family} task")
-    config = build_config(model_cls.Config, card.name, model_cls.presets, req.overrides, f"model {req.model}")
+    config = build_config(model_cls.Config, card.name, model_cls.presets, req.overrides, f"model {req.model}",
+                          card=card)
     config_dict = config_to_dict(config)
     t_load = time.perf_counter()
     if dataset is None:

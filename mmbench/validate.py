@@ -59,7 +59,7 @@ def validate_adapter(model: str, task: str, overrides: dict[str, Any], seed: int
         names = {f.name for f in dataclasses.fields(cls.Config)}
         smoke = {k: v for k, v in SMOKE.items() if k in names}
         state["config"] = build_config(cls.Config, state["card"].name, cls.presets, {**smoke, **overrides},
-                                       f"model {model}")
+                                       f"model {model}", card=state["card"])
         return f"{len(names)} config keys; smoke run with {smoke}"
 
     def data() -> str:

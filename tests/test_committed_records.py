@@ -47,3 +47,15 @@ def test_committed_leaderboard_is_what_the_records_render_to(tmp_path):
     write_leaderboard(ResultStore(RESULTS), out, charts=True)
     for page in sorted((PROJECT_ROOT / "leaderboard").glob("*.md")):
         assert (out / page.name).read_text(encoding="utf-8") == page.read_text(encoding="utf-8"), page.name
+
+
+@pytest.mark.slow
+def test_every_leaderboard_job_finds_its_committed_record():
+    """Planning leaderboard/sweep.yaml today gives every job the run key of its committed record: nothing the
+    leaderboard shows would be recomputed (or silently differ) after a change to the code."""
+    from mmbench.sweep import load_sweep_file, plan_jobs
+
+    spec = load_sweep_file(PROJECT_ROOT / "leaderboard" / "sweep.yaml")
+    todo, skipped, _ = plan_jobs(spec, RESULTS, verify_data=True, quiet=True)
+    assert not todo, [j.name for j in todo]
+    assert skipped == len(spec.jobs)

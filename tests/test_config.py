@@ -172,3 +172,23 @@ def test_exponent_strings_become_floats_only_for_float_fields():
     cfg = build_config(C, None, {}, parse_overrides(["lr=1e-3", "name=1e5"]), "model m")
     assert cfg.lr == 0.001
     assert cfg.name == "1e5"
+
+
+def test_card_protocol_features_set_the_models_features():
+    """The Ele-fashion cards' ``protocol.features`` is the single source of the feature set of every feature-based
+    model; a preset or ``--set`` still overrides it, and models without the key are unaffected."""
+    from mmbench.registry import get_model
+    from mmbench.tasks import get_card
+
+    card = get_card("ele-fashion-zs")
+    assert card.protocol["features"] == "clip"
+    for name in ("gcn", "mlp", "logreg", "sgc"):
+        cls = get_model(name, "classification")
+        assert build_config(cls.Config, card.name, cls.presets, {}, name, card=card).features == "clip"
+        c = build_config(cls.Config, card.name, cls.presets, parse_overrides(["features=text"]), name, card=card)
+        assert c.features == "text"
+    synth = get_card("synth-cls")
+    gcn = get_model("gcn", "classification")
+    assert build_config(gcn.Config, synth.name, gcn.presets, {}, "gcn", card=synth).features == gcn.Config().features
+    lm = get_model("lm-cls", "classification")
+    build_config(lm.Config, card.name, lm.presets, {}, "lm-cls", card=card)  # no features key: nothing applied
