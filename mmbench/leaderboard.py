@@ -41,6 +41,13 @@ LABELS = {"mrr": "MRR", "mr": "MR", "bleu4": "BLEU-4", "bleu1": "BLEU-1", "rouge
           "macro_recall": "Macro-R", "macro_f1": "Macro-F1"}
 
 
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table (``tabulate``, cells as given: no number parsing, so "0.5000 ± 0.1" stays)."""
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
+
+
 def metric_label(key: str) -> str:
     name = key.rsplit(".", 1)[-1]
     return LABELS.get(name, name.replace("hits@", "Hits@"))
@@ -143,7 +150,7 @@ def render_table(records: list[ResultRecord]) -> str:
     ref, markers = significance_markers(rows, main)
     header = ["Model", "Seeds"] + [f"Test {metric_label(k)}" for k in headline] + \
         [f"95% CI {metric_label(main)}", f"Valid {metric_label(main)}", "#Params"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    body = []
     for row in rows:
         params = sorted({r.model.get("num_parameters", 0) for r in row.records})
         label = row.label + (" (ref)" if row is ref and markers else "")
@@ -155,7 +162,8 @@ def render_table(records: list[ResultRecord]) -> str:
             cells.append(cell)
         cells += [fmt_interval(row, main), fmt_stat(row.values("valid", main), main),
                   " / ".join(f"{p:,}" for p in params)]
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
+    lines = [md_table(header, body)]
     if markers:
         lines += ["", f"▲ / ▼: significantly better / worse than the best baseline, {ref.label} (ref), in a "
                       f"paired bootstrap over test samples (1,000 resamples, p < 0.05; per-sample values "
@@ -183,7 +191,7 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
         if not r.records[0].overrides:
             plain[r.model].append(r)
     full = {m: rs[0] for m, rs in plain.items() if len(rs) == 1}   # an unambiguous full model only
-    lines = []
+    body = []
     for row in sort_rows(rows, main):
         ref = full.get(row.model)
         if ref is None or not row.records[0].overrides:
@@ -200,14 +208,13 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
                 verdict = {"significantly better": "significantly worse",
                            "significantly worse": "significantly better"}.get(verdict, verdict)
             verdict += f" (p = {min(res.p_not_better, res.p_not_worse):.3f}, {res.n} samples)"
-        lines.append(f"| {row.label} | {len(row.records)} | {ref.label} | {len(ref.records)} | "
-                     f"{fmt_stat(row.values('test', main), main)} | {diff:+.4f} | {verdict} |")
-    if not lines:
+        body.append([row.label, str(len(row.records)), ref.label, str(len(ref.records)),
+                     fmt_stat(row.values("test", main), main), f"{diff:+.4f}", verdict])
+    if not body:
         return []
+    header = ["Ablation", "Seeds", "Full model", "Seeds", f"Test {metric_label(main)}", "Difference", "Paired test"]
     return ["Ablations against their full model (paired bootstrap over the test samples both logged, "
-            "1,000 resamples, p < 0.05; per-sample values averaged over seeds):", "",
-            f"| Ablation | Seeds | Full model | Seeds | Test {metric_label(main)} | Difference | Paired test |",
-            "|---|---|---|---|---|---|---|", *lines, ""]
+            "1,000 resamples, p < 0.05; per-sample values averaged over seeds):", "", md_table(header, body), ""]
 
 
 def render_reported(task: str, reported: list[dict[str, Any]]) -> list[str]:
@@ -215,12 +222,9 @@ def render_reported(task: str, reported: list[dict[str, Any]]) -> list[str]:
     rows = [r for r in reported if r.get("task") == task]
     if not rows:
         return []
-    out = ["## Reported in papers (not measured in mmbench)", "",
-           "| Model | Metric | Value | Protocol | Source |", "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['model']} | {metric_label(str(r['metric']))} | {r['value']} | {r['protocol']} | "
-                   f"{r['source']} |")
-    return out + [""]
+    body = [[r["model"], metric_label(str(r["metric"])), str(r["value"]), r["protocol"], r["source"]] for r in rows]
+    return ["## Reported in papers (not measured in mmbench)", "",
+            md_table(["Model", "Metric", "Value", "Protocol", "Source"], body), ""]
 
 
 def render_task(task: str, records: list[ResultRecord], reported: list[dict[str, Any]] | None = None) -> str:
@@ -314,10 +318,8 @@ def render_index(by_task: dict[str, list[ResultRecord]], charts: dict[str, str] 
                     (f" {markers[row.label]}" if markers.get(row.label) else "")
                 labels.add(row.label)
         header = ["Model"] + [f"[{t}]({t}.md) {metric_label(newest(by_task[t])[0].main_metric)}" for t in tasks]
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-        for label in sorted(labels):
-            lines.append("| " + " | ".join([label] + [cols[t].get(label, "–") for t in tasks]) + " |")
-        lines.append("")
+        body = [[label] + [cols[t].get(label, "–") for t in tasks] for label in sorted(labels)]
+        lines += [f"## {title}", "", md_table(header, body), ""]
         if charts:
             shown = [f"[{t}]({charts[t]})" for t in tasks if t in charts]
             if shown:
