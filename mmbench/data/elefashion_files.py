@@ -13,14 +13,6 @@ from typing import Any
 import torch
 
 from mmbench.api import FeatureSet
-from mmbench.data.common import (  # noqa: F401
-    apply_class_split,
-    class_split,
-    dataset_dir,
-    missing_data_message,
-    undirected,
-    verify_expected,
-)
 from mmbench.errors import ConfigError, DataError
 from mmbench.tasks import TaskCard
 

@@ -8,14 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.data import register_preparer
-from mmbench.data.common import (  # noqa: F401
-    apply_class_split,
-    class_split,
-    dataset_dir,
-    missing_data_message,
-    undirected,
-    verify_expected,
-)
+from mmbench.data.common import dataset_dir
 from mmbench.data.elefashion import load_mm_graph_from
 from mmbench.data.elefashion_files import (
     FEATURE_SUFFIX,
