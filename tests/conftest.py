@@ -55,6 +55,19 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     return e
 
 
+def unpadded(text: str) -> str:
+    """A generated markdown page with its tables unpadded (``tabulate`` pads cells to the column width), so
+    expectations can be written by hand: each table line becomes ``| a | b |`` and each rule ``|---|---|``."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rule = all(c and set(c) <= set("-:") for c in cells)
+            line = "|" + "|".join("---" for _ in cells) + "|" if rule else "| " + " | ".join(cells) + " |"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def copy_fixture(name: str, dest: Path) -> Path:
     """Copy tests/fixtures/<name> to ``dest`` (which must not exist yet); returns ``dest``."""
     shutil.copytree(FIXTURES / name, dest)

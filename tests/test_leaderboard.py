@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest import unpadded
 
 from mmbench.errors import ConfigError
 from mmbench.leaderboard import fmt_stat, metric_label, write_leaderboard
@@ -34,16 +35,7 @@ def rec(key: str, model: str, config: dict, overrides: dict, seed: int, test_mrr
 
 
 def _page(path) -> str:
-    """A generated page with its tables unpadded (``tabulate`` pads cells to the column width), so expected
-    pages can be written by hand: each table line becomes ``| a | b |`` and each rule ``|---|---|``."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rule = all(c and set(c) <= set("-:") for c in cells)
-            line = "|" + "|".join("---" for _ in cells) + "|" if rule else "| " + " | ".join(cells) + " |"
-        out.append(line)
-    return "\n".join(out) + "\n"
+    return unpadded(path.read_text(encoding="utf-8"))
 
 
 RECORDS = [
