@@ -25,7 +25,7 @@ split (candidate classes outside ``train_classes``) ``setup`` refuses with a ``C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -36,6 +36,8 @@ from mmbench.registry import register_model
 
 @dataclass
 class LabelPropConfig(TrainSchedule):
+    value_ranges: ClassVar[dict[str, tuple]] = {"alpha": (0.0, True, 1.0, False)}  # 0 = the labels alone
+
     epochs: int = 0                 # nothing to train: always 0 (any other value is reset, as lm-cls likelihood)
     eval_every: int = 1
     patience: int = 0
@@ -86,15 +88,8 @@ class LabelPropagation(ClassificationModel):
             raise ConfigError(f"{self.name}: alpha must be in [0, 1), got {c.alpha}")
         if c.iterations < 0:
             raise ConfigError(f"{self.name}: iterations must be at least 0, got {c.iterations}")
-        unseen = sorted(set(data.candidate_classes) - set(data.train_classes))
-        if unseen:
-            names = ", ".join(data.class_names[k] for k in unseen)
-            raise ConfigError(
-                f"{self.name}: candidate classes {unseen} ({names}) never occur in training (a zero-shot split "
-                f"of task {data.task}); label propagation only spreads training labels over the edges, so it "
-                f"can never predict a class without labelled nodes. Use a model that reads the class names, "
-                f"e.g. --model lm-cls --set mode=likelihood (or gcn/mlp, whose zero_shot=label-similarity "
-                f"scores class-name embeddings)")
+        data.refuse_unseen_classes(self.name, "label propagation only spreads training labels over the edges, "
+                                              "so it can never predict a class without labelled nodes")
         g = data.graph
         n, self.num_classes = g.num_nodes, len(data.class_names)
         labels = g.labels[data.train_nodes]

@@ -96,14 +96,8 @@ class LinearClassifier(ClassificationModel):
 
     def setup(self, data: ClassificationTrainingData, seed: int) -> None:
         c = self.config
-        unseen = sorted(set(data.candidate_classes) - set(data.train_classes))
-        if unseen:
-            names = ", ".join(data.class_names[k] for k in unseen)
-            raise ConfigError(
-                f"{self.name}: candidate classes {unseen} ({names}) never occur in training (a zero-shot split of "
-                f"task {data.task}); a logistic regression learns one weight vector per training class and cannot "
-                f"score them. Use a model that reads the class names, e.g. --model lm-cls --set mode=likelihood "
-                f"(or gcn/mlp, whose zero_shot=label-similarity scores class-name embeddings)")
+        data.refuse_unseen_classes(self.name, "a logistic regression learns one weight vector per training class "
+                                              "and cannot score them")
         g = data.graph
         self.num_classes = len(data.class_names)
         x, self.feature_info = node_features(g, c.features, c.text_encoder, c.image_encoder, device=self.device,

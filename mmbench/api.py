@@ -343,6 +343,19 @@ class ClassificationTrainingData:
     max_nodes: int = 16
     assemble: Callable[[int], GraphSample] | None = None
 
+    def refuse_unseen_classes(self, model: str, why: str) -> None:
+        """For models that can only score training classes: a ConfigError naming the unseen candidate classes
+        (a zero-shot split), ``why`` the model cannot score them, and models that can; nothing otherwise."""
+        unseen = sorted(set(self.candidate_classes) - set(self.train_classes))
+        if unseen:
+            names = ", ".join(self.class_names[k] for k in unseen)
+            from mmbench.errors import ConfigError
+
+            raise ConfigError(
+                f"{model}: candidate classes {unseen} ({names}) never occur in training (a zero-shot split of task "
+                f"{self.task}); {why}. Use a model that reads the class names, e.g. --model lm-cls --set "
+                f"mode=likelihood (or gcn/mlp, whose zero_shot=label-similarity scores class-name embeddings)")
+
     def samples(self, nodes: torch.Tensor | Sequence[int]) -> list[GraphSample]:
         """``assemble`` for each node (in order)."""
         if self.assemble is None:

@@ -82,6 +82,7 @@ def _coerce(name: str, value: Any, annotation: Any, owner: str) -> Any:
 
 # Value ranges by key name, checked for every preset and --set value (an adapter's own keys follow the same
 # names: README, "Adding a model"). (test on the key, lower bound, lower inclusive, upper bound, upper inclusive).
+# A config class whose key means something else sets ``value_ranges: ClassVar[dict]`` (key -> the last four).
 _RANGE_RULES: tuple[tuple[Any, float | None, bool, float | None, bool], ...] = (
     (lambda k: k in ("lr", "learning_rate") or k.endswith("_lr"), 0.0, False, None, False),
     (lambda k: k.endswith("dropout") or k.endswith("dropouts") or k == "label_smoothing", 0.0, True, 1.0, False),
@@ -97,10 +98,13 @@ _RANGE_RULES: tuple[tuple[Any, float | None, bool, float | None, bool], ...] = (
 )
 
 
-def _check_range(key: str, value: Any, owner: str) -> None:
-    """Raise a ConfigError naming ``key`` when a numeric value is outside its rule's range."""
+def _check_range(key: str, value: Any, owner: str, config_cls: type | None = None) -> None:
+    """Raise a ConfigError naming ``key`` when a numeric value is outside its range: ``config_cls.value_ranges``
+    if it names the key, else the first name rule that matches."""
     values = value if isinstance(value, (list, tuple)) else [value]
-    for rule, lo, lo_incl, hi, hi_incl in _RANGE_RULES:
+    own = dict(getattr(config_cls, "value_ranges", None) or {})
+    rules = [(lambda k: True, *own[key])] if key in own else _RANGE_RULES
+    for rule, lo, lo_incl, hi, hi_incl in rules:
         if not rule(key):
             continue
         for v in values:
@@ -146,7 +150,7 @@ def build_config(config_cls: type, task: str | None, presets: Mapping[str, Mappi
                     f"Known keys: {', '.join(sorted(fields))}"
                 )
             values[key] = _coerce(key, value, hints.get(key, Any), owner)
-            _check_range(key, values[key], f"{owner} ({source})")
+            _check_range(key, values[key], f"{owner} ({source})", config_cls)
     return config_cls(**values)
 
 

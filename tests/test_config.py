@@ -152,7 +152,7 @@ def test_every_builtin_default_and_preset_is_in_range():
         for family in model_families(name):
             cls = get_model(name, family)
             for f in dataclasses.fields(cls.Config):
-                _check_range(f.name, getattr(cls.Config(), f.name), name)
+                _check_range(f.name, getattr(cls.Config(), f.name), name, cls.Config)
             for task in cls.presets:
                 build_config(cls.Config, task, cls.presets, {}, name)
     # the edges of the ranges are accepted: zero epochs (zero-shot use) and width 0 (the LM's width)
@@ -192,3 +192,17 @@ def test_card_protocol_features_set_the_models_features():
     assert build_config(gcn.Config, synth.name, gcn.presets, {}, "gcn", card=synth).features == gcn.Config().features
     lm = get_model("lm-cls", "classification")
     build_config(lm.Config, card.name, lm.presets, {}, "lm-cls", card=card)  # no features key: nothing applied
+
+
+def test_a_config_class_can_give_its_own_range_for_a_key():
+    """labelprop's alpha is a propagation weight in [0, 1) (0 = the training labels alone), not Graph4MM's
+    diffusion alpha in (0, 1]: the class's ``value_ranges`` decides, not the name rule."""
+    from mmbench.registry import get_model
+
+    lp = get_model("labelprop")
+    assert build_config(lp.Config, None, {}, parse_overrides(["alpha=0"]), "model labelprop").alpha == 0.0
+    with pytest.raises(ConfigError, match=re.escape("alpha=1.0 is out of range: expected a value in [0, 1)")):
+        build_config(lp.Config, None, {}, parse_overrides(["alpha=1"]), "model labelprop")
+    g4 = get_model("graph4mm", "generation")
+    with pytest.raises(ConfigError, match=re.escape("alpha=0.0 is out of range: expected a value in (0, 1]")):
+        build_config(g4.Config, None, {}, parse_overrides(["alpha=0"]), "model graph4mm")

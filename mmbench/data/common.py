@@ -4,6 +4,8 @@ against the card's published counts, undirected edge lists and the card's class 
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +151,18 @@ def apply_class_split(card: TaskCard, graph: MultimodalGraph, notes: list[str]) 
 
 
 # --------------------------------------------------------------------------- reading the .pt files
+
+
+def json_object_lines(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; a line that is not a JSON object
+    is a DataError naming ``path`` and the line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(rec).__name__}")
+        yield lineno, rec

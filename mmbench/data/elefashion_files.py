@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from mmbench.api import FeatureSet
+from mmbench.data.common import json_object_lines
 from mmbench.errors import ConfigError, DataError
 from mmbench.tasks import TaskCard
 
@@ -209,15 +210,7 @@ def read_texts(path: Path, num_nodes: int, raw_ids: list[str | None] | None,
     with_id: bool | None = None
     position = 0
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(rec).__name__}")
+        for lineno, rec in json_object_lines(f, path):
             key = next((k for k in ID_KEYS if k in rec), None)
             if with_id is None:
                 with_id = key is not None

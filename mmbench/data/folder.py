@@ -30,7 +30,7 @@ import torch
 
 from mmbench import paths
 from mmbench.data import register_loader, register_preparer
-from mmbench.data.common import apply_class_split, undirected, verify_expected
+from mmbench.data.common import apply_class_split, json_object_lines, undirected, verify_expected
 from mmbench.data.graph import EDGE_TYPES, GraphTaskData, MultimodalGraph
 from mmbench.data.prepare import place, staged
 from mmbench.errors import ConfigError, DataError, closest
@@ -103,15 +103,7 @@ def read_nodes(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) per node, in file order; ids normalised to strings."""
     out: list[tuple[int, dict[str, Any]]] = []
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(_read(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+    for lineno, rec in json_object_lines(_read(path).splitlines(), path):
         if "id" not in rec:
             raise DataError(f"{path}:{lineno}: the node has no \"id\"")
         nid = rec["id"]
