@@ -51,6 +51,9 @@ from mmbench.registry import register_model
 
 @dataclass
 class MMGLConfig(TrainSchedule):
+    # the neighbour caps of the task's input assembly (wikiweb-gen card) are MMGL's caps (mmbench.config.card_defaults)
+    task_limits = ("max_text_neighbors", "max_image_neighbors")
+
     epochs: int = 3
     eval_every: int = 1
     patience: int = 2
@@ -66,7 +69,7 @@ class MMGLConfig(TrainSchedule):
     max_prompt_tokens: int = 384       # soft tokens + target text + "Summary:" suffix
     max_target_tokens: int = 64
     tokens_per_neighbor: int = 4       # public code: n_text_tokens = n_visual_tokens = 4
-    max_text_neighbors: int = 11       # public code: 11
+    max_text_neighbors: int = 11       # public code: 11; a card's dataset.params value wins (task_limits)
     max_image_neighbors: int = 5       # public code: 5 image slots, the target's image included
     use_text: bool = True              # neighbours' text embeddings as soft tokens
     use_images: bool = True            # images (neighbours' and the target's) as soft tokens

@@ -127,11 +127,17 @@ model's own default."""
 
 
 def card_defaults(card: Any, config_cls: type) -> dict[str, Any]:
-    """The card's values for ``CARD_MODEL_KEYS`` that ``config_cls`` has (``default`` values skipped)."""
+    """The card's values for ``CARD_MODEL_KEYS`` that ``config_cls`` has (``default`` values skipped), and for
+    the keys a config class lists in ``task_limits``: card ``dataset.params`` (e.g. ``max_text_neighbors`` of
+    wikiweb-gen) that the model must follow, so the card is their single source; a card without the key
+    leaves the model's default."""
     names = {f.name for f in dataclasses.fields(config_cls)}
     protocol = getattr(card, "protocol", None) or {}
-    return {k: protocol[k] for k in CARD_MODEL_KEYS
-            if k in protocol and k in names and protocol[k] != "default"}
+    values = {k: protocol[k] for k in CARD_MODEL_KEYS
+              if k in protocol and k in names and protocol[k] != "default"}
+    params = (getattr(card, "dataset", None) or {}).get("params") or {}
+    values.update({k: params[k] for k in getattr(config_cls, "task_limits", ()) if k in params and k in names})
+    return values
 
 
 def build_config(config_cls: type, task: str | None, presets: Mapping[str, Mapping[str, Any]],

@@ -194,6 +194,29 @@ def test_card_protocol_features_set_the_models_features():
     build_config(lm.Config, card.name, lm.presets, {}, "lm-cls", card=card)  # no features key: nothing applied
 
 
+def test_task_limits_come_from_the_card():
+    """MMGL's neighbour caps are the wikiweb-gen card's assembly limits (``task_limits``): a card with other
+    values changes MMGL's, a card without them (synth-gen) leaves the model's defaults."""
+    import dataclasses
+
+    from mmbench.registry import get_model
+    from mmbench.tasks import get_card
+
+    mmgl = get_model("mmgl", "generation")
+    card = get_card("wikiweb-gen")
+    c = build_config(mmgl.Config, card.name, mmgl.presets, {}, "mmgl", card=card)
+    assert (c.max_text_neighbors, c.max_image_neighbors) == (card.dataset["params"]["max_text_neighbors"],
+                                                             card.dataset["params"]["max_image_neighbors"])
+    params = dict(card.dataset["params"], max_text_neighbors=3, max_image_neighbors=2)
+    other = dataclasses.replace(card, dataset=dict(card.dataset, params=params))
+    c = build_config(mmgl.Config, other.name, mmgl.presets, {}, "mmgl", card=other)
+    assert (c.max_text_neighbors, c.max_image_neighbors) == (3, 2)
+    synth = get_card("synth-gen")
+    c = build_config(mmgl.Config, synth.name, mmgl.presets, {}, "mmgl", card=synth)
+    assert (c.max_text_neighbors, c.max_image_neighbors) == (mmgl.Config().max_text_neighbors,
+                                                             mmgl.Config().max_image_neighbors)
+
+
 def test_a_config_class_can_give_its_own_range_for_a_key():
     """labelprop's alpha is a propagation weight in [0, 1) (0 = the training labels alone), not Graph4MM's
     diffusion alpha in (0, 1]: the class's ``value_ranges`` decides, not the name rule."""

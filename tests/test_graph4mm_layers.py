@@ -12,11 +12,11 @@ from mmbench.models.graph4mm_layers import (
     EdgeGraph,
     HopAwareEncoding,
     HopDiffusedAttention,
-    MMQFormer,
     dense_hop_diffusion,
     diffusion_coefficients,
     prepare_edges,
 )
+from mmbench.models.mm_qformer import MMQFormer
 
 # ---------------------------------------------------------------- diffusion coefficients
 

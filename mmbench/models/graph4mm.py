@@ -42,9 +42,10 @@ from mmbench.api import GraphSample
 from mmbench.backbones import text_encoder_identity, vision_encoder_identity
 from mmbench.data.subgraph import modality_views
 from mmbench.errors import ConfigError
-from mmbench.models.graph4mm_layers import HopAwareEncoding, HopDiffusedAttention, MMQFormer
+from mmbench.models.graph4mm_layers import HopAwareEncoding, HopDiffusedAttention
 from mmbench.models.graph_lm import GraphLMClassifier, GraphLMConfig, GraphLMCore, GraphLMGenerator
 from mmbench.models.graph_prompts import hop_priority
+from mmbench.models.mm_qformer import MMQFormer
 from mmbench.models.node_encodings import NodeEncodings
 from mmbench.registry import register_model
 
