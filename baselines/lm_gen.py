@@ -56,7 +56,7 @@ class LMGenConfig(TrainSchedule):
     max_target_tokens: int = 64       # training targets are cut here (EOS then follows)
 
 
-class LMGenBase(GenerationModel):
+class LMGenBase(lm_utils.TrainableLMState, GenerationModel):
     """Shared machinery: prompts from ``prompt_ids(sample)``, training on (prompt, target), free decoding."""
 
     Config = LMGenConfig
@@ -103,13 +103,6 @@ class LMGenBase(GenerationModel):
             return []
         return lm_decode.generate_texts(self.module, self.tokenizer, [self.prompt_ids(s) for s in samples],
                                         max_new_tokens, num_beams)
-
-    def state_dict(self) -> dict[str, Any]:
-        return lm_utils.trainable_state(self.module) if self.module is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.module is not None:
-            lm_utils.load_trainable_state(self.module, state)
 
     def describe(self) -> dict[str, Any]:
         if self.module is None:

@@ -129,7 +129,7 @@ class MMGLNet(nn.Module):
 
 
 @register_model("mmgl")
-class MMGL(GenerationModel):
+class MMGL(lm_utils.TrainableLMState, GenerationModel):
     description = ("MMGL SA-E: neighbours as soft tokens (frozen MiniLM text / EfficientNet image embeddings, "
                    "Laplacian PE) before the target text, causal LM (SmolLM2-135M)")
     Config = MMGLConfig
@@ -275,13 +275,6 @@ class MMGL(GenerationModel):
         with autocast(self.device, self.compute_dtype):
             batch = self._batch(list(samples), None, training=False)
         return lm_decode.generate_texts(self.module.lm, self.tokenizer, batch, max_new_tokens, num_beams)
-
-    def state_dict(self) -> dict[str, Any]:
-        return lm_utils.trainable_state(self.module) if self.module is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.module is not None:
-            lm_utils.load_trainable_state(self.module, state)
 
     def describe(self) -> dict[str, Any]:
         if self.module is None:

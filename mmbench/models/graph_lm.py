@@ -67,7 +67,7 @@ def own_parameters(module: nn.Module) -> list[nn.Parameter]:
     return [p for n, p in module.named_parameters() if not n.startswith("lm.") and p.requires_grad]
 
 
-class GraphLMCore:
+class GraphLMCore(lm_utils.TrainableLMState):
     """What both families share (see the module docstring). Subclasses implement ``make_encodings``,
     ``make_net`` and ``soft_tokens``; ``self.module`` is the net, with the LM as ``self.module.lm``."""
 
@@ -159,13 +159,6 @@ class GraphLMCore:
             bar.update()
         bar.close()
         return total / n
-
-    def state_dict(self) -> dict[str, Any]:
-        return lm_utils.trainable_state(self.module) if self.module is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.module is not None:
-            lm_utils.load_trainable_state(self.module, state)
 
     def describe(self) -> dict[str, Any]:
         if self.module is None:

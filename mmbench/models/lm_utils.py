@@ -298,3 +298,17 @@ def load_trainable_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)
+
+
+class TrainableLMState:
+    """``state_dict`` / ``load_state_dict`` of an LM adapter whose ``self.module`` (None before ``setup``) holds
+    a frozen backbone and trainable parts: only the trainable parameters are saved and restored."""
+
+    module: nn.Module | None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return trainable_state(self.module) if self.module is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        if self.module is not None:
+            load_trainable_state(self.module, state)
