@@ -99,6 +99,14 @@ class JobPlan:
         return rec
 
 
+def run_key_config(config_cls: type, config_dict: dict[str, Any]) -> dict[str, Any]:
+    """The config as its run key sees it: a key the config class lists in ``keys_added_later`` (a key added
+    after records existed, with the value that reproduces the behaviour before it) is left out at that value,
+    so the records made before the key keep their run keys."""
+    later = getattr(config_cls, "keys_added_later", None) or {}
+    return {k: v for k, v in config_dict.items() if not (k in later and v == later[k])}
+
+
 def plan(req: EvalRequest, dataset: Any = None) -> JobPlan:
     """Resolve task, model and config, load the data (unless ``dataset`` is given), compute the run key."""
     check_device_spec(req.device)
@@ -116,7 +124,7 @@ def plan(req: EvalRequest, dataset: Any = None) -> JobPlan:
     data_hash = dataset.data_hash()
     fingerprint = card.fingerprint(data_hash)
     load_seconds = time.perf_counter() - t_load
-    key_config = dict(config_dict)
+    key_config = run_key_config(model_cls.Config, config_dict)
     if req.checkpoint is not None:
         key_config["__checkpoint_sha256"] = file_sha256(req.checkpoint)
     if getattr(model_cls, "source_sha256", None):  # adapters loaded from a file: their code is part of the key

@@ -27,10 +27,13 @@ def test_every_committed_record_round_trips():
 
 
 def test_run_keys_of_committed_records_are_unchanged():
+    from mmbench.registry import get_model
+    from mmbench.runner import run_key_config
+
     for path, rec in _committed():
-        config = dict(rec.model["config"])
         if rec.model.get("checkpoint"):
             continue  # keyed by the checkpoint's hash as well
+        config = run_key_config(get_model(rec.model_name, rec.task["family"]).Config, dict(rec.model["config"]))
         assert run_key(rec.model_name, config, rec.task["fingerprint"], rec.seed) == rec.run_key, path
         assert path.stem == rec.run_key
 

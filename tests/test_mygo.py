@@ -210,3 +210,68 @@ def test_mygo_runs_on_the_db15k_layout_fixture(env, capsys):
     assert rec["model"]["config"]["max_txt_tokens"] == 4          # the db15k preset
     assert 0 < rec["metrics"]["test"]["both.realistic.mrr"] <= 1
     assert rec["task"]["data_verified"] is False
+
+
+# ------------------------------------------------------------------ initialisation and relation dropout
+def test_public_initialisation_follows_the_public_code_scales():
+    """init=public: the Tucker core xavier_uniform (bound sqrt(6 / (2 d^2))), the structure and relation tables
+    uniform with bound sqrt(6 / (d (n + 1))) as xavier_uniform_ on (n, 1, d) tables gives; init=mmbench keeps
+    TuckER's uniform(-1, 1) core and xavier_normal tables."""
+    m, ds = small_model(init="public")
+    net, d = m.module, 16
+    core_bound = math.sqrt(6 / (2 * d * d))
+    assert net.tucker.core.abs().max() <= core_bound and net.tucker.core.abs().max() > 0.9 * core_bound
+    e_bound = math.sqrt(6 / (d * (ds.num_entities + 1)))
+    assert net.ent.weight.abs().max() <= e_bound and net.ent.weight.abs().max() > 0.9 * e_bound
+    r_bound = math.sqrt(6 / (d * (ds.num_relations + 1)))
+    assert net.rel.weight.abs().max() <= r_bound
+    old, _ = small_model(init="mmbench")
+    assert old.module.tucker.core.abs().max() > 0.9          # uniform(-1, 1)
+    assert old.module.ent.weight.std() > 3 * net.ent.weight.std()   # sqrt(2 / (E + d)) vs the bound / sqrt(3)
+
+
+def test_per_relation_dropout_gives_every_query_of_a_relation_the_same_mask():
+    torch.manual_seed(0)
+    m, _ = small_model(relation_dropout="per-relation", emb_dropout=0.5)
+    net = m.module
+    net.train()
+    rels = torch.tensor([1, 1, 1, 2])
+    seen = {}
+
+    def capture(_module, inputs, _output):
+        seen["seq"] = inputs[0].detach()
+    hook = net.cte.register_forward_hook(capture)
+    ents = net.entities()
+    net.query(ents, torch.tensor([0, 1, 2, 3]), rels)
+    r = seen["seq"][:, 1] - net.ctx_pos[0, 1]
+    assert torch.equal(r[0] == 0, r[1] == 0) and torch.equal(r[0] == 0, r[2] == 0)
+    assert torch.allclose(r[0], r[1]) and (r[0] == 0).any()
+    m2, _ = small_model(relation_dropout="per-query", emb_dropout=0.5)
+    m2.module.train()
+    hook.remove()
+    m2.module.cte.register_forward_hook(capture)
+    m2.module.query(m2.module.entities(), torch.tensor([0, 1, 2, 3]), rels)
+    r2 = seen["seq"][:, 1] - m2.module.ctx_pos[0, 1]
+    assert not torch.equal(r2[0] == 0, r2[1] == 0)
+
+
+def test_bad_init_value_is_refused():
+    from mmbench.errors import ConfigError
+    with pytest.raises(ConfigError, match="init='xavier' is not one of public, mmbench"):
+        build_config(MyGOConfig, None, {}, {"init": "xavier"}, "mygo")
+
+
+def test_keys_added_later_leave_the_run_key_at_their_old_value():
+    """A config at the values of ``keys_added_later`` has the run key it had before those keys existed, so the
+    committed synth-mmkg records (made before ``init`` / ``relation_dropout``) keep their identity."""
+    import dataclasses
+
+    from mmbench.results import run_key
+    from mmbench.runner import run_key_config
+
+    cfg = dataclasses.asdict(build_config(MyGOConfig, None, {}, {"init": "mmbench",
+                                                                 "relation_dropout": "per-query"}, "mygo"))
+    before = {k: v for k, v in cfg.items() if k not in ("init", "relation_dropout")}
+    assert run_key("mygo", run_key_config(MyGOConfig, cfg), "f", 0) == run_key("mygo", before, "f", 0)
+    new = dict(cfg, init="public")
+    assert run_key("mygo", run_key_config(MyGOConfig, new), "f", 0) != run_key("mygo", before, "f", 0)

@@ -21,6 +21,7 @@ Head and tail prediction use reciprocal relations (query (t, r + R) for a head).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbench.api import KGCModel, KGTrainingData, TrainSchedule
+from mmbench.errors import ConfigError
 from mmbench.models.tokenize import EntityTokens, text_tokens, visual_tokens
 from mmbench.registry import register_model
+
+INITS = ("public", "mmbench")
+RELATION_DROPOUTS = ("per-relation", "per-query")
 
 
 @dataclass
@@ -69,6 +74,19 @@ class MyGOConfig(TrainSchedule):
     visual_codes: int = 512          # k-means codebook size when the data ships no visual tokens
     image_codes: int = 0             # > 0: one more token per image, its mean patch feature quantised (codebook size)
     both_directions: bool = False    # False: each triple masks head or tail (p=0.5) per epoch, as MyGO
+    # the public code's initialisations (init=public) and once-per-step relation masks (per-relation) are options
+    # until the parity comparison of README "MyGO in mmbench" is measured; the defaults are what the records used
+    init: str = "mmbench"            # public: the public code's initialisations | mmbench: mmbench's first ones
+    relation_dropout: str = "per-query"      # per-relation: one mask per relation row per step (public) | per-query
+
+    # keys added after records existed: at these values a run key leaves them out (``mmbench.runner.plan``), so
+    # records made before them keep their identity; the values reproduce what mmbench did before
+    keys_added_later = {"init": "mmbench", "relation_dropout": "per-query"}
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("init", INITS), ("relation_dropout", RELATION_DROPOUTS)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"model mygo: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -96,7 +114,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                        num_heads=2, max_vis_tokens=5, max_txt_tokens=8, dropout=0.0, emb_dropout=0.3,
                        vis_dropout=0.2, txt_dropout=0.1, tucker_dropouts=(0.1, 0.1, 0.1), num_layers_dec=1,
                        mu=0.01, fgcl_samples=256, batch_size=1024, grad_clip=1.0, label_smoothing=0.1,
-                       visual_codes=256, image_codes=256, score_scale=0.0625),
+                       visual_codes=256, image_codes=256, score_scale=0.0625,
+                       # tuned with mmbench's first initialisations and per-query relation dropout (kept)
+                       init="mmbench", relation_dropout="per-query"),
 }
 
 
@@ -106,7 +126,7 @@ class ModalityTokens(nn.Module):
     forward() -> (E, k, d) token embeddings and the (E, k) mask of real tokens
     """
 
-    def __init__(self, tokens: EntityTokens, dim: int, dropout: float):
+    def __init__(self, tokens: EntityTokens, dim: int, dropout: float, init: str = "public"):
         super().__init__()
         self.register_buffer("ids", tokens.ids, persistent=False)
         self.register_buffer("mask", tokens.mask, persistent=False)
@@ -115,7 +135,11 @@ class ModalityTokens(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
         self.bias = nn.Parameter(torch.zeros(1, 1, dim))
-        nn.init.normal_(self.bias, std=0.02)
+        if init == "public":  # model_mygo.py: xavier_uniform_ on the projections and the (1, 1, d) offsets
+            nn.init.xavier_uniform_(self.proj.weight)
+            nn.init.xavier_uniform_(self.bias)
+        else:
+            nn.init.normal_(self.bias, std=0.02)
 
     def forward(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.ids if rows is None else self.ids[rows]
@@ -132,9 +156,13 @@ def transformer(dim: int, heads: int, hidden: int, dropout: float, layers: int) 
 class TuckerHead(nn.Module):
     """Tucker decoder with a per-query relation vector (the CTE output): (B, d), (B, d) -> (B, d)."""
 
-    def __init__(self, dim: int, dropouts: tuple):
+    def __init__(self, dim: int, dropouts: tuple, init: str = "public"):
         super().__init__()
-        self.core = nn.Parameter(torch.empty(dim, dim, dim).uniform_(-1, 1))  # TuckER's initialisation
+        self.core = nn.Parameter(torch.empty(dim, dim, dim))
+        if init == "public":  # MyGO's model_new.py: xavier_uniform_ (bound sqrt(6 / (2 d^2))), rms ~ 1 / (sqrt(2) d)
+            nn.init.xavier_uniform_(self.core)
+        else:                 # TuckER's uniform(-1, 1): behind BatchNorm, Adam's relative steps are ~150x smaller
+            nn.init.uniform_(self.core, -1.0, 1.0)
         self.bn0, self.bn1 = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
         self.d0, self.d1, self.d2 = (nn.Dropout(p) for p in dropouts)
 
@@ -148,23 +176,35 @@ class TuckerHead(nn.Module):
 class MyGONet(nn.Module):
     def __init__(self, data: KGTrainingData, c: MyGOConfig, vis: EntityTokens | None, txt: EntityTokens | None):
         super().__init__()
-        d, n_e = c.dim, data.num_entities
+        d, n_e, n_r = c.dim, data.num_entities, data.num_relations
         self.ent = nn.Embedding(n_e, d)                  # structural embedding s_e
-        self.rel = nn.Embedding(2 * data.num_relations, d)
-        nn.init.xavier_normal_(self.ent.weight)
-        nn.init.xavier_normal_(self.rel.weight)
-        self.ent_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)   # [ENT]
-        self.mask_token = nn.Parameter(torch.randn(1, d) * 0.02)     # [MASK] for the predicted side
+        self.rel = nn.Embedding(2 * n_r, d)              # r and its reciprocal r + R
+        self.ent_token = nn.Parameter(torch.empty(1, 1, d))    # [ENT]
+        self.mask_token = nn.Parameter(torch.empty(1, d))      # [MASK] for the predicted side
         self.str_bias = nn.Parameter(torch.zeros(1, d))
-        self.ctx_pos = nn.Parameter(torch.randn(1, 3, d) * 0.02)     # CTE position embeddings
+        self.ctx_pos = nn.Parameter(torch.empty(1, 3, d))      # CTE position embeddings
+        self.relation_dropout = c.relation_dropout
+        if c.init == "public":
+            # model_mygo.py: xavier_uniform_ on (E, 1, d) / (R, 1, d) tables: bound sqrt(6 / (d (n + 1))), which
+            # shrinks with the table size; the (1, 1, d) offsets get sqrt(3 / d), the (1, d) [MASK] sqrt(6 / (d + 1))
+            nn.init.uniform_(self.ent.weight, -math.sqrt(6 / (d * (n_e + 1))), math.sqrt(6 / (d * (n_e + 1))))
+            nn.init.uniform_(self.rel.weight, -math.sqrt(6 / (d * (n_r + 1))), math.sqrt(6 / (d * (n_r + 1))))
+            for t in (self.ent_token, self.str_bias, self.ctx_pos):
+                nn.init.uniform_(t, -math.sqrt(3 / d), math.sqrt(3 / d))
+            nn.init.xavier_uniform_(self.mask_token)
+        else:
+            nn.init.xavier_normal_(self.ent.weight)
+            nn.init.xavier_normal_(self.rel.weight)
+            for t in (self.ent_token, self.mask_token, self.ctx_pos):
+                nn.init.normal_(t, std=0.02)
         self.emb_norm, self.rel_norm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.emb_drop = nn.Dropout(c.emb_dropout)
-        self.vis = ModalityTokens(vis, d, c.vis_dropout) if vis is not None else None
-        self.txt = ModalityTokens(txt, d, c.txt_dropout) if txt is not None else None
+        self.vis = ModalityTokens(vis, d, c.vis_dropout, c.init) if vis is not None else None
+        self.txt = ModalityTokens(txt, d, c.txt_dropout, c.init) if txt is not None else None
         self.k_vis = vis.ids.shape[1] if vis is not None else 0
         self.cmee = transformer(d, c.num_heads, c.hidden_dim, c.dropout, c.num_layers_ent)
         self.cte = transformer(d, c.num_heads, c.hidden_dim, c.dropout, c.num_layers_dec)
-        self.tucker = TuckerHead(d, c.tucker_dropouts)
+        self.tucker = TuckerHead(d, c.tucker_dropouts, c.init)
         self.score_scale = c.score_scale
 
     def encode(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,8 +226,15 @@ class MyGONet(nn.Module):
         return self.encode()[0][:, 0]
 
     def query(self, ents: torch.Tensor, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        """CTE + Tucker: (B,), (B,) -> (B, d) query vectors scored by ``@ ents.T``."""
-        r = self.emb_drop(self.rel_norm(self.rel(relations)))
+        """CTE + Tucker: (B,), (B,) -> (B, d) query vectors scored by ``@ ents.T``.
+
+        Relation dropout: ``per-relation`` draws one mask per relation row for the whole call (a training step
+        scores one batch), so all queries of a relation agree, as the public code's once-per-step
+        ``embdr(str_rel_ln(rel_embeddings))``; ``per-query`` draws one mask per query row."""
+        if self.relation_dropout == "per-relation":
+            r = self.emb_drop(self.rel_norm(self.rel.weight))[relations]
+        else:
+            r = self.emb_drop(self.rel_norm(self.rel(relations)))
         seq = torch.stack([ents[anchors], r, self.mask_token.expand(len(anchors), -1)], 1) + self.ctx_pos
         out = self.cte(seq)
         return self.tucker(out[:, 2], out[:, 1])
