@@ -33,7 +33,7 @@ neighbours are omitted (not masked placeholders); no position-id embedding of ne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -52,7 +52,7 @@ from mmbench.registry import register_model
 @dataclass
 class MMGLConfig(TrainSchedule):
     # the neighbour caps of the task's input assembly (wikiweb-gen card) are MMGL's caps (mmbench.config.card_defaults)
-    task_limits = ("max_text_neighbors", "max_image_neighbors")
+    task_limits: ClassVar[tuple[str, ...]] = ("max_text_neighbors", "max_image_neighbors")
 
     epochs: int = 3
     eval_every: int = 1

@@ -241,16 +241,16 @@ def test_per_relation_dropout_gives_every_query_of_a_relation_the_same_mask():
     def capture(_module, inputs, _output):
         seen["seq"] = inputs[0].detach()
     hook = net.cte.register_forward_hook(capture)
-    ents = net.entities()
-    net.query(ents, torch.tensor([0, 1, 2, 3]), rels)
+    net.query(net.entities(), torch.tensor([0, 1, 2, 3]), rels)
+    hook.remove()
     r = seen["seq"][:, 1] - net.ctx_pos[0, 1]
     assert torch.equal(r[0] == 0, r[1] == 0) and torch.equal(r[0] == 0, r[2] == 0)
     assert torch.allclose(r[0], r[1]) and (r[0] == 0).any()
     m2, _ = small_model(relation_dropout="per-query", emb_dropout=0.5)
     m2.module.train()
-    hook.remove()
-    m2.module.cte.register_forward_hook(capture)
+    hook = m2.module.cte.register_forward_hook(capture)
     m2.module.query(m2.module.entities(), torch.tensor([0, 1, 2, 3]), rels)
+    hook.remove()
     r2 = seen["seq"][:, 1] - m2.module.ctx_pos[0, 1]
     assert not torch.equal(r2[0] == 0, r2[1] == 0)
 

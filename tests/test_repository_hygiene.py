@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
+from pathlib import Path
 
 from mmbench.paths import PROJECT_ROOT
 
@@ -39,9 +41,6 @@ def test_docs_the_code_points_to_exist():
 
 def test_the_package_import_graph_has_no_circle():
     """Module-level imports between mmbench modules form no cycle (function-level imports are allowed)."""
-    import ast
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     graph: dict[str, set[str]] = {}
     for p in (root / "mmbench").rglob("*.py"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -79,9 +79,9 @@ class MyGOConfig(TrainSchedule):
     init: str = "mmbench"            # public: the public code's initialisations | mmbench: mmbench's first ones
     relation_dropout: str = "per-query"      # per-relation: one mask per relation row per step (public) | per-query
 
-    # keys added after records existed: at these values a run key leaves them out (``mmbench.runner.plan``), so
-    # records made before them keep their identity; the values reproduce what mmbench did before
-    keys_added_later = {"init": "mmbench", "relation_dropout": "per-query"}
+    # keys added after records existed: at these values a run key leaves them out (``runner.run_key_config``),
+    # so records made before them keep their identity; the values reproduce what mmbench did before
+    keys_added_later: ClassVar[dict[str, Any]] = {"init": "mmbench", "relation_dropout": "per-query"}
 
     def __post_init__(self) -> None:
         for key, allowed in (("init", INITS), ("relation_dropout", RELATION_DROPOUTS)):
@@ -126,7 +126,7 @@ class ModalityTokens(nn.Module):
     forward() -> (E, k, d) token embeddings and the (E, k) mask of real tokens
     """
 
-    def __init__(self, tokens: EntityTokens, dim: int, dropout: float, init: str = "public"):
+    def __init__(self, tokens: EntityTokens, dim: int, dropout: float, init: str):
         super().__init__()
         self.register_buffer("ids", tokens.ids, persistent=False)
         self.register_buffer("mask", tokens.mask, persistent=False)
@@ -156,7 +156,7 @@ def transformer(dim: int, heads: int, hidden: int, dropout: float, layers: int) 
 class TuckerHead(nn.Module):
     """Tucker decoder with a per-query relation vector (the CTE output): (B, d), (B, d) -> (B, d)."""
 
-    def __init__(self, dim: int, dropouts: tuple, init: str = "public"):
+    def __init__(self, dim: int, dropouts: tuple, init: str):
         super().__init__()
         self.core = nn.Parameter(torch.empty(dim, dim, dim))
         if init == "public":  # MyGO's model_new.py: xavier_uniform_ (bound sqrt(6 / (2 d^2))), rms ~ 1 / (sqrt(2) d)
