@@ -85,10 +85,12 @@ def visual_word_kl(mm_logits: torch.Tensor, vm_logits: torch.Tensor, direction: 
     if direction not in KL_DIRECTIONS:
         raise ValueError(f"kl_direction must be one of {KL_DIRECTIONS}, got {direction!r}")
     target, model = (vm_logits, mm_logits) if direction == "vw||mm" else (mm_logits, vm_logits)
-    p = F.softmax(target.float(), -1)
+    # The target stays in log space: a probability target that underflows to exactly 0 (logit gaps over ~100
+    # in fp32) makes kl_div's gradient 0 * log(0) = NaN, which silently poisoned the adapter after a few steps.
+    log_p = F.log_softmax(target.float(), -1)
     if detach_target:
-        p = p.detach()
-    return F.kl_div(F.log_softmax(model.float(), -1), p, reduction="batchmean")
+        log_p = log_p.detach()
+    return F.kl_div(F.log_softmax(model.float(), -1), log_p, reduction="batchmean", log_target=True)
 
 
 def pseudo_image_features(vm_logits: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
