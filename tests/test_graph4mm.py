@@ -104,8 +104,25 @@ def test_variants_and_ablations_run(mm_samples, over):
         assert m.soft_tokens(mm_samples) == [{}, {}]
 
 
+def test_embedding_rms_scale_puts_soft_tokens_at_the_embedding_tables_scale(mm_samples):
+    plain, scaled = model(mm_samples), model(mm_samples, soft_token_scale="embedding-rms")
+    table = plain.module.lm.get_input_embeddings().weight.detach()
+    want = float(table.pow(2).mean().sqrt())
+    for m in (plain, scaled):
+        m.module.eval()
+    tok_plain = torch.cat(list(plain.soft_tokens(mm_samples[:1])[0].values()))         # (12, H)
+    tok_scaled = torch.cat(list(scaled.soft_tokens(mm_samples[:1])[0].values()))
+    rms = tok_scaled.pow(2).mean(-1).sqrt()
+    assert torch.allclose(rms, torch.full_like(rms, want), rtol=1e-3), (rms, want)
+    # same direction as the unscaled tokens (same seed, same modules): only each token's length changes
+    cos = torch.nn.functional.cosine_similarity(tok_plain, tok_scaled, dim=-1)
+    assert torch.allclose(cos, torch.ones_like(cos), atol=1e-5)
+    assert not torch.allclose(tok_plain.pow(2).mean(-1).sqrt(), rms, rtol=0.05)
+
+
 def test_bad_values_are_refused(mm_samples):
     for over, msg in ((dict(variant="hop"), "variant"), (dict(placement="middle"), "placement"),
+                      (dict(soft_token_scale="unit"), "soft_token_scale"),
                       (dict(qformer_order="x"), "qformer_order"), (dict(queries_per_image=0), "queries_per_image")):
         with pytest.raises(ConfigError, match=msg):
             model(mm_samples, **over)

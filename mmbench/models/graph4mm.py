@@ -33,7 +33,7 @@ target tokens only, free decoding at validation and test, offline encoders (Mini
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -45,11 +45,13 @@ from mmbench.errors import ConfigError
 from mmbench.models.graph4mm_layers import HopAwareEncoding, HopDiffusedAttention
 from mmbench.models.graph_lm import GraphLMClassifier, GraphLMConfig, GraphLMCore, GraphLMGenerator
 from mmbench.models.graph_prompts import hop_priority
+from mmbench.models.lm_forward import unwrap
 from mmbench.models.mm_qformer import MMQFormer
 from mmbench.models.node_encodings import NodeEncodings
 from mmbench.registry import register_model
 
 VARIANTS = ("hop-diffused", "hop-aware")
+SOFT_TOKEN_SCALES = ("none", "embedding-rms")
 
 
 @dataclass
@@ -81,6 +83,10 @@ class Graph4MMConfig(GraphLMConfig):
     image_structure: bool = True
     use_images: bool = True           # False: no image nodes, no MM-QFormer tokens (ablation)
     use_qformer: bool = True          # False: each image slot's token group = its (structured) image node repeated
+    soft_token_scale: str = "none"    # none (the public code) | embedding-rms: each soft token rescaled to the RMS
+                                      # of the LM's input embeddings (README, Graph4MM section: why)
+
+    keys_added_later: ClassVar[dict[str, Any]] = {"soft_token_scale": "none"}
 
 
 def _check(c: Graph4MMConfig) -> None:
@@ -90,6 +96,9 @@ def _check(c: Graph4MMConfig) -> None:
             raise ConfigError(f"graph4mm: {key}={v!r}: expected {' or '.join(VARIANTS)}")
     if c.variant not in VARIANTS:
         raise ConfigError(f"graph4mm: variant={c.variant!r}: expected {' or '.join(VARIANTS)}")
+    if c.soft_token_scale not in SOFT_TOKEN_SCALES:
+        raise ConfigError(f"graph4mm: soft_token_scale={c.soft_token_scale!r}: expected "
+                          f"{' or '.join(SOFT_TOKEN_SCALES)}")
     if c.qformer_order not in ("paper", "public"):
         raise ConfigError(f"graph4mm: qformer_order={c.qformer_order!r}: expected paper or public")
     for key in ("queries_per_image", "max_image_slots", "max_text_nodes", "diffusion_heads", "qformer_heads"):
@@ -135,6 +144,17 @@ class Graph4MMNet(nn.Module):
         self.qformer = MMQFormer(d, c.max_image_slots * c.queries_per_image, c.qformer_heads, 4 * d,
                                  c.qformer_blocks, c.qformer_order) if c.use_qformer else None
         self.out_proj = nn.Linear(d, lm_width)
+        # embedding-rms: the RMS over all entries of the LM's input-embedding table (a constant, not trained)
+        emb = unwrap(lm).get_input_embeddings().weight.detach().float()
+        self.soft_token_rms = float(emb.pow(2).mean().sqrt()) if c.soft_token_scale == "embedding-rms" else 0.0
+
+    def to_lm(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., d) -> (..., LM width) soft tokens; with ``soft_token_scale=embedding-rms`` each token is divided
+        by its own RMS and multiplied by the embedding table's, so it enters the LM at a real token's scale."""
+        out = self.out_proj(x)
+        if self.soft_token_rms:
+            out = out * (self.soft_token_rms * torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + 1e-6))
+        return out
 
 
 @dataclass
@@ -248,7 +268,7 @@ class Graph4MMParts:
                 txt_mask[text.batch, text.local] = True
             queries = net.qformer(txt_pad, txt_mask, img_pad, img_mask)               # (B, slots * q, d)
             groups = queries.view(bsz, c.max_image_slots, net.q, net.d)[:, :n_i]
-        tokens = net.out_proj(groups)                                               # (B, n_i, q, H)
+        tokens = net.to_lm(groups)                                                  # (B, n_i, q, H)
         return [{j: tokens[b, s] for s, j in enumerate(nodes)} for b, nodes in enumerate(slot_nodes)]
 
     def describe(self) -> dict[str, Any]:
