@@ -255,6 +255,29 @@ def test_per_relation_dropout_gives_every_query_of_a_relation_the_same_mask():
     assert not torch.equal(r2[0] == 0, r2[1] == 0)
 
 
+def test_masked_head_queries_read_mask_relation_anchor_with_the_relations_one_row():
+    """head_query=masked-head (the public code's score()): (?, r, t) is the CTE over (MASK, r, t), read at
+    position 0, with relation row r (no reciprocal rows); tail queries are unchanged."""
+    m, ds = small_model(head_query="masked-head")
+    net = m.module.eval()
+    assert net.rel.weight.shape[0] == ds.num_relations
+    ents = net.entities()
+    rels, tails = torch.tensor([1, 2]), torch.tensor([3, 4])
+    r = net.rel_norm(net.rel.weight)[rels]
+    seq = torch.stack([net.mask_token.expand(2, -1), r, ents[tails]], 1) + net.ctx_pos
+    out = net.cte(seq)
+    want = net.tucker(out[:, 0], out[:, 1]) @ ents.t()
+    assert torch.allclose(net.logits(ents, tails, rels + ds.num_relations), want, atol=1e-5)
+    seq = torch.stack([ents[tails], r, net.mask_token.expand(2, -1)], 1) + net.ctx_pos
+    out = net.cte(seq)
+    assert torch.allclose(net.logits(ents, tails, rels), net.tucker(out[:, 2], out[:, 1]) @ ents.t(), atol=1e-5)
+    net.zero_grad()
+    net.logits(ents, tails, rels + ds.num_relations).sum().backward()
+    assert net.rel.weight.grad[1].abs().sum() > 0     # a head query trains the relation's own row
+    default, _ = small_model()
+    assert default.module.rel.weight.shape[0] == 2 * ds.num_relations
+
+
 def test_bad_init_value_is_refused():
     from mmbench.errors import ConfigError
     with pytest.raises(ConfigError, match="init='xavier' is not one of public, mmbench"):
@@ -271,7 +294,7 @@ def test_keys_added_later_leave_the_run_key_at_their_old_value():
 
     cfg = dataclasses.asdict(build_config(MyGOConfig, None, {}, {"init": "mmbench",
                                                                  "relation_dropout": "per-query"}, "mygo"))
-    before = {k: v for k, v in cfg.items() if k not in ("init", "relation_dropout")}
+    before = {k: v for k, v in cfg.items() if k not in ("init", "relation_dropout", "head_query")}
     assert run_key("mygo", run_key_config(MyGOConfig, cfg), "f", 0) == run_key("mygo", before, "f", 0)
     new = dict(cfg, init="public")
     assert run_key("mygo", run_key_config(MyGOConfig, new), "f", 0) != run_key("mygo", before, "f", 0)

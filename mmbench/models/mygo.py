@@ -36,6 +36,7 @@ from mmbench.registry import register_model
 
 INITS = ("public", "mmbench")
 RELATION_DROPOUTS = ("per-relation", "per-query")
+HEAD_QUERIES = ("masked-head", "reciprocal")
 
 
 @dataclass
@@ -78,13 +79,16 @@ class MyGOConfig(TrainSchedule):
     # until the parity comparison of README "MyGO in mmbench" is measured; the defaults are what the records used
     init: str = "mmbench"            # public: the public code's initialisations | mmbench: mmbench's first ones
     relation_dropout: str = "per-query"      # per-relation: one mask per relation row per step (public) | per-query
+    # head prediction: masked-head (public: (MASK, r, t), the output at position 0) | reciprocal ((t, r + R, MASK))
+    head_query: str = "reciprocal"
 
     # keys added after records existed: at these values a run key leaves them out (``runner.run_key_config``),
     # so records made before them keep their identity; the values reproduce what mmbench did before
-    keys_added_later: ClassVar[dict[str, Any]] = {"init": "mmbench", "relation_dropout": "per-query"}
+    keys_added_later: ClassVar[dict[str, Any]] = {"init": "mmbench", "relation_dropout": "per-query",
+                                                  "head_query": "reciprocal"}
 
     def __post_init__(self) -> None:
-        for key, allowed in (("init", INITS), ("relation_dropout", RELATION_DROPOUTS)):
+        for key, allowed in (("init", INITS), ("relation_dropout", RELATION_DROPOUTS), ("head_query", HEAD_QUERIES)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"model mygo: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
 
@@ -116,7 +120,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                        mu=0.01, fgcl_samples=256, batch_size=1024, grad_clip=1.0, label_smoothing=0.1,
                        visual_codes=256, image_codes=256, score_scale=0.0625,
                        # tuned with mmbench's first initialisations and per-query relation dropout (kept)
-                       init="mmbench", relation_dropout="per-query"),
+                       init="mmbench", relation_dropout="per-query", head_query="reciprocal"),
 }
 
 
@@ -178,7 +182,9 @@ class MyGONet(nn.Module):
         super().__init__()
         d, n_e, n_r = c.dim, data.num_entities, data.num_relations
         self.ent = nn.Embedding(n_e, d)                  # structural embedding s_e
-        self.rel = nn.Embedding(2 * n_r, d)              # r and its reciprocal r + R
+        self.num_relations = n_r
+        self.masked_head = c.head_query == "masked-head"
+        self.rel = nn.Embedding(n_r if self.masked_head else 2 * n_r, d)   # reciprocal: r and r + R
         self.ent_token = nn.Parameter(torch.empty(1, 1, d))    # [ENT]
         self.mask_token = nn.Parameter(torch.empty(1, d))      # [MASK] for the predicted side
         self.str_bias = nn.Parameter(torch.zeros(1, d))
@@ -226,18 +232,30 @@ class MyGONet(nn.Module):
         return self.encode()[0][:, 0]
 
     def query(self, ents: torch.Tensor, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        """CTE + Tucker: (B,), (B,) -> (B, d) query vectors scored by ``@ ents.T``.
+        """CTE + Tucker: (B,), (B,) -> (B, d) query vectors scored by ``@ ents.T``. A relation id r + R asks
+        for the head of (?, r, anchor).
 
-        Relation dropout: ``per-relation`` draws one mask per relation row for the whole call (a training step
-        scores one batch), so all queries of a relation agree, as the public code's once-per-step
-        ``embdr(str_rel_ln(rel_embeddings))``; ``per-query`` draws one mask per query row."""
+        Head queries: ``reciprocal`` reads (anchor, r + R, MASK) with its own relation row; ``masked-head``
+        (the public code's ``score``) reads (MASK, r, anchor) with the relation's one row and takes the CTE
+        output at position 0. Relation dropout: ``per-relation`` draws one mask per relation row for the
+        whole call (a training step scores one batch), so all queries of a relation agree, as the public
+        code's once-per-step ``embdr(str_rel_ln(rel_embeddings))``; ``per-query`` draws one mask per query."""
+        is_head = relations >= self.num_relations
+        if self.masked_head:
+            relations = relations % self.num_relations
         if self.relation_dropout == "per-relation":
             r = self.emb_drop(self.rel_norm(self.rel.weight))[relations]
         else:
             r = self.emb_drop(self.rel_norm(self.rel(relations)))
-        seq = torch.stack([ents[anchors], r, self.mask_token.expand(len(anchors), -1)], 1) + self.ctx_pos
-        out = self.cte(seq)
-        return self.tucker(out[:, 2], out[:, 1])
+        anchor, mask = ents[anchors], self.mask_token.expand(len(anchors), -1)
+        if self.masked_head:
+            first = torch.where(is_head[:, None], mask, anchor)
+            last = torch.where(is_head[:, None], anchor, mask)
+        else:
+            first, last = anchor, mask
+        out = self.cte(torch.stack([first, r, last], 1) + self.ctx_pos)
+        ctx = torch.where(is_head[:, None], out[:, 0], out[:, 2]) if self.masked_head else out[:, 2]
+        return self.tucker(ctx, out[:, 1])
 
     def logits(self, ents: torch.Tensor, anchors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         """(B,), (B,) -> (B, E) scores against every entity representation in ``ents`` (E, d).
