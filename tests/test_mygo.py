@@ -274,8 +274,29 @@ def test_masked_head_queries_read_mask_relation_anchor_with_the_relations_one_ro
     net.zero_grad()
     net.logits(ents, tails, rels + ds.num_relations).sum().backward()
     assert net.rel.weight.grad[1].abs().sum() > 0     # a head query trains the relation's own row
-    default, _ = small_model()
-    assert default.module.rel.weight.shape[0] == 2 * ds.num_relations
+    reciprocal, _ = small_model(head_query="reciprocal")
+    assert reciprocal.module.rel.weight.shape[0] == 2 * ds.num_relations
+
+
+def test_public_fgcl_means_average_every_position_and_drop_the_last_text_one():
+    """fgcl_means=public (model_mygo.py's contrastive_loss_finegrained): plain means with padding, the text view
+    over positions 2 + k_v .. L - 2, every row present; masked (default) leaves padding out."""
+    m, _ = small_model(fgcl_means="public")
+    net = m.module.eval()
+    rows = torch.arange(6)
+    out, keep = net.encode(rows)
+    assert not keep.all()                        # the fixture has padded token slots
+    views = net.views(rows)
+    k = net.k_vis
+    assert torch.allclose(views["global"][0], out.mean(1), atol=1e-6)
+    assert torch.allclose(views["visual"][0], out[:, 2:2 + k].mean(1), atol=1e-6)
+    assert torch.allclose(views["text"][0], out[:, 2 + k:out.shape[1] - 1].mean(1), atol=1e-6)
+    assert all(present.all() for _, present in views.values())
+    masked, _ = small_model()
+    net2 = masked.module.eval()
+    out2, keep2 = net2.encode(rows)
+    w = keep2.float().unsqueeze(-1)
+    assert torch.allclose(net2.views(rows)["global"][0], (out2 * w).sum(1) / w.sum(1), atol=1e-6)
 
 
 def test_bad_init_value_is_refused():
@@ -292,9 +313,10 @@ def test_keys_added_later_leave_the_run_key_at_their_old_value():
     from mmbench.results import run_key
     from mmbench.runner import run_key_config
 
-    cfg = dataclasses.asdict(build_config(MyGOConfig, None, {}, {"init": "mmbench",
-                                                                 "relation_dropout": "per-query"}, "mygo"))
-    before = {k: v for k, v in cfg.items() if k not in ("init", "relation_dropout", "head_query")}
+    later = MyGOConfig.keys_added_later
+    assert set(later) == {"init", "relation_dropout", "head_query", "fgcl_means"}
+    cfg = dataclasses.asdict(build_config(MyGOConfig, None, {}, dict(later), "mygo"))
+    before = {k: v for k, v in cfg.items() if k not in later}
     assert run_key("mygo", run_key_config(MyGOConfig, cfg), "f", 0) == run_key("mygo", before, "f", 0)
     new = dict(cfg, init="public")
     assert run_key("mygo", run_key_config(MyGOConfig, new), "f", 0) != run_key("mygo", before, "f", 0)

@@ -15,8 +15,9 @@ Pipeline (shapes with E entities, k_v / k_t visual / text tokens, d = ``dim``):
                           of all tokens, mean of visual tokens, mean of text tokens (padding excluded),
                           each contrasted with pass 1's [ENT] by in-batch InfoNCE; weight ``mu``
 
-Head and tail prediction use reciprocal relations (query (t, r + R) for a head). See README
-'Protocol notes' for where this differs from the public code.
+Head prediction masks the head position, (MASK, r, t), as the public code (``head_query=reciprocal``: the
+query (t, r + R, MASK) with a second relation table). See README "MyGO in mmbench" for where mmbench differs
+from the public code and what each difference measured.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mmbench.registry import register_model
 INITS = ("public", "mmbench")
 RELATION_DROPOUTS = ("per-relation", "per-query")
 HEAD_QUERIES = ("masked-head", "reciprocal")
+FGCL_MEANS = ("masked", "public")
 
 
 @dataclass
@@ -75,20 +77,25 @@ class MyGOConfig(TrainSchedule):
     visual_codes: int = 512          # k-means codebook size when the data ships no visual tokens
     image_codes: int = 0             # > 0: one more token per image, its mean patch feature quantised (codebook size)
     both_directions: bool = False    # False: each triple masks head or tail (p=0.5) per epoch, as MyGO
-    # the public code's initialisations (init=public) and once-per-step relation masks (per-relation) are options
-    # until the parity comparison of README "MyGO in mmbench" is measured; the defaults are what the records used
-    init: str = "mmbench"            # public: the public code's initialisations | mmbench: mmbench's first ones
-    relation_dropout: str = "per-query"      # per-relation: one mask per relation row per step (public) | per-query
+    # the public code's initialisations, once-per-step relation masks and masked-head queries are the defaults
+    # since the 4-epoch parity comparison (README, "MyGO in mmbench"); mmbench's first choices stay as options
+    init: str = "public"             # public: the public code's initialisations | mmbench: mmbench's first ones
+    relation_dropout: str = "per-relation"   # per-relation: one mask per relation row per step (public) | per-query
     # head prediction: masked-head (public: (MASK, r, t), the output at position 0) | reciprocal ((t, r + R, MASK))
-    head_query: str = "reciprocal"
+    head_query: str = "masked-head"
+    # FGCL mean views: masked (padding excluded, rows without the modality left out) | public (model_mygo.py's
+    # contrastive_loss_finegrained: plain means over every position, padding included, the text view without
+    # the sequence's last position, every row kept)
+    fgcl_means: str = "masked"
 
     # keys added after records existed: at these values a run key leaves them out (``runner.run_key_config``),
     # so records made before them keep their identity; the values reproduce what mmbench did before
     keys_added_later: ClassVar[dict[str, Any]] = {"init": "mmbench", "relation_dropout": "per-query",
-                                                  "head_query": "reciprocal"}
+                                                  "head_query": "reciprocal", "fgcl_means": "masked"}
 
     def __post_init__(self) -> None:
-        for key, allowed in (("init", INITS), ("relation_dropout", RELATION_DROPOUTS), ("head_query", HEAD_QUERIES)):
+        for key, allowed in (("init", INITS), ("relation_dropout", RELATION_DROPOUTS), ("head_query", HEAD_QUERIES),
+                             ("fgcl_means", FGCL_MEANS)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"model mygo: {key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
 
@@ -190,6 +197,7 @@ class MyGONet(nn.Module):
         self.str_bias = nn.Parameter(torch.zeros(1, d))
         self.ctx_pos = nn.Parameter(torch.empty(1, 3, d))      # CTE position embeddings
         self.relation_dropout = c.relation_dropout
+        self.fgcl_means = c.fgcl_means
         if c.init == "public":
             # model_mygo.py: xavier_uniform_ on (E, 1, d) / (R, 1, d) tables: bound sqrt(6 / (d (n + 1))), which
             # shrinks with the table size; the (1, 1, d) offsets get sqrt(3 / d), the (1, d) [MASK] sqrt(6 / (d + 1))
@@ -271,6 +279,13 @@ class MyGONet(nn.Module):
         out, keep = self.encode(rows)
         n = len(rows)
         all_present = torch.ones(n, dtype=torch.bool, device=out.device)
+        if self.fgcl_means == "public":
+            views = {"ent": (out[:, 0], all_present), "global": (out.mean(1), all_present)}
+            if self.vis is not None:
+                views["visual"] = (out[:, 2:2 + self.k_vis].mean(1), all_present)
+            if self.txt is not None:
+                views["text"] = (out[:, 2 + self.k_vis:-1].mean(1), all_present)
+            return views
         views = {"ent": (out[:, 0], all_present), "global": (_masked_mean(out, keep), all_present)}
         start = 2
         for name, mod, k in (("visual", self.vis, self.k_vis), ("text", self.txt, None)):
