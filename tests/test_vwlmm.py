@@ -112,6 +112,24 @@ def test_loss_is_ce_plus_weighted_kl_over_image_positions(vw_samples):
     assert m.loss(b).item() == pytest.approx(ce.item(), rel=1e-6)        # weight 0: plain cross-entropy
 
 
+def test_batched_vm_logits_match_each_image_alone_and_decoding_skips_them(vw_samples):
+    # two samples with images: one adapter / VM-head call serves the whole batch
+    m = model(vw_samples)
+    m.module.eval()
+    both = [vw_samples[0], vw_samples[0]]
+    b = m.batch(both, [lm_utils.target_ids(m.tokenizer, "a red thing")] * 2, True)
+    rows = [m.enc.image_row(n.image) for n in vw_samples[0].nodes if n.image is not None]
+    rows = [r for r in rows if r >= 0]
+    alone = torch.cat([m.visual_words([r])[1][0] for r in rows])          # (2 images x 4 tokens, V)
+    assert b["vm_logits"].shape == (16, alone.shape[1])
+    assert torch.allclose(b["vm_logits"], torch.cat([alone, alone]), atol=1e-5)
+    with torch.no_grad():                               # decoding and scoring: no loss, so no VM logits
+        assert "vm_logits" not in m.batch(both, None, False)
+    pif = model(vw_samples, pif=True)
+    with torch.no_grad():                               # PIF needs them to build the visual tokens
+        assert "vm_logits" in pif.batch(both, None, False)
+
+
 def test_gradients_reach_the_vm_head_and_the_adapter(vw_samples):
     m = model(vw_samples)
     b = m.batch(vw_samples, [lm_utils.target_ids(m.tokenizer, t) for t in ("a red thing", "nothing")], True)
