@@ -5,9 +5,11 @@ models loaded by path. The layers themselves are tested in test_graph4mm_layers.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import FIXTURES, card_raw, copy_fixture, write_card
 from test_backbones import save_clip, save_lm
 from test_generation_baselines import png, sample, toy_data
@@ -164,6 +166,40 @@ def test_class_name_scoring_matches_label_likelihoods(cls_view):
     ref = lm_decode.label_log_likelihoods(m.module.lm, parts, m.label_ids, pad_token_id=lm_utils.pad_id(m.tokenizer))
     assert torch.allclose(scores, ref, atol=1e-5)
     assert m.train_epoch(1) > 0
+
+
+def test_candidate_loss_is_cross_entropy_over_the_training_names_and_trains(tmp_path):
+    from dataclasses import replace
+    from functools import partial
+
+    from test_classification_baselines import homophilous, view
+
+    from mmbench.models import lm_decode, lm_utils
+
+    colours = [(200, 0, 0), (0, 0, 200), (0, 200, 0)]
+    pics = [png(tmp_path / f"{i}.png", colours[i % 3]) for i in range(3)]
+    graph, perm = homophilous(n=45, texts=[f"item {i}" for i in range(45)])
+    graph = replace(graph, images=tuple(pics[i % 3] for i in range(45)))
+    zs = replace(view(graph, perm[:24], perm[24:33], perm[33:]), train_classes=(0, 1), candidate_classes=(2,))
+    zs = replace(zs, assemble=partial(zs.graph.sample, k=2, max_nodes=6))
+    m = classifier(zs, cls_loss="candidates", lr=1e-2)
+    nodes = m.train_nodes[:4]
+    b = m.batch(m.samples_of(nodes), None, training=False)
+    lab = lm_decode.label_tensors([m.label_ids[k] for k in (0, 1)], lm_utils.pad_id(m.tokenizer), m.device)
+    scores = lm_decode.label_scores(m.module.lm, b, *lab)                          # (4, 2), differentiable
+    parts = m.prompts(m.samples_of(nodes))
+    with torch.no_grad():
+        ref = lm_decode.label_log_likelihoods(m.module.lm, parts, [m.label_ids[0], m.label_ids[1]],
+                                              pad_token_id=lm_utils.pad_id(m.tokenizer))
+    assert torch.allclose(scores.detach(), ref, atol=1e-5)
+    y = torch.tensor(m.train_labels[:4])                 # classes 0 and 1 are score columns 0 and 1
+    F.cross_entropy(scores, y).backward()                                         # reaches the soft tokens
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.own_params)
+    m.module.zero_grad()
+    losses = [m.train_epoch(e) for e in range(1, 4)]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    with pytest.raises(ConfigError, match="cls_loss"):
+        classifier(cls_view, cls_loss="hinge")
 
 
 def test_linear_head_trains_and_refuses_zero_shot(cls_view):

@@ -86,7 +86,7 @@ class Graph4MMConfig(GraphLMConfig):
     soft_token_scale: str = "none"    # none (the public code) | embedding-rms: each soft token rescaled to the RMS
                                       # of the LM's input embeddings (README, Graph4MM section: why)
 
-    keys_added_later: ClassVar[dict[str, Any]] = {"soft_token_scale": "none"}
+    keys_added_later: ClassVar[dict[str, Any]] = {**GraphLMConfig.keys_added_later, "soft_token_scale": "none"}
 
 
 def _check(c: Graph4MMConfig) -> None:

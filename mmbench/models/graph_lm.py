@@ -6,15 +6,17 @@ of samples (``soft_tokens``) and, if any, an extra loss term (``loss``).
 Shared: the LM (``lm_policies.build_lm``: device, dtype, what trains), the prompt layout (``graph_prompts``:
 interleaved, or soft tokens as a prefix), batches, the target-token loss, one training epoch with a progress bar,
 selection state (trained parameters only), free decoding, and classification by class-name likelihood
-(``head=likelihood``: trained with the LM loss on " {class name}", scored by each candidate's mean token
-log-likelihood, so unseen classes can be scored) or a linear head over the LM's mean-pooled final hidden states
-(``head=linear``, supervised splits only).
+(``head=likelihood``: scored by each candidate's mean token log-likelihood of " {class name}", so unseen
+classes can be scored; trained with the LM loss on the true name, or with ``cls_loss=candidates`` by
+cross-entropy over the scores of the training classes' names, which teaches the soft tokens to tell the
+names apart in context rather than to raise the prior of the seen names) or a linear head over the LM's
+mean-pooled final hidden states (``head=linear``, supervised splits only).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +62,11 @@ class GraphLMConfig(TrainSchedule):
     max_target_tokens: int = 64
     head: str = "likelihood"          # classification: likelihood (class names, zero-shot capable) | linear
     label_template: str = " {name}"   # the continuation scored for each class (likelihood head)
+    cls_loss: str = "lm"              # likelihood head's training loss: lm (LM loss on the true class name) |
+                                      # candidates (softmax over the training classes' name scores, module doc)
+
+    # keys added after records existed: at these values a run key leaves them out (runner.run_key_config)
+    keys_added_later: ClassVar[dict[str, Any]] = {"cls_loss": "lm"}
 
 
 def own_parameters(module: nn.Module) -> list[nn.Parameter]:
@@ -97,6 +104,8 @@ class GraphLMCore(lm_utils.TrainableLMState):
             raise ConfigError(f"{self.name}: placement={c.placement!r}: expected interleaved or prefix")
         if c.head not in ("likelihood", "linear"):
             raise ConfigError(f"{self.name}: head={c.head!r}: expected likelihood or linear")
+        if c.cls_loss not in ("lm", "candidates"):
+            raise ConfigError(f"{self.name}: cls_loss={c.cls_loss!r}: expected lm or candidates")
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.suffix = suffix
@@ -239,21 +248,30 @@ class GraphLMClassifier(GraphLMCore, ClassificationModel):
 
     def train_epoch(self, epoch: int) -> float:
         c = self.config
-        if self.cls_head is None:
+        if self.cls_head is None and c.cls_loss == "lm":
             targets = [self.label_ids[y] for y in self.train_labels]
             return self.lm_epoch(epoch, self.samples_of(self.train_nodes), targets)
         n = len(self.train_nodes)
         self.module.train()
         perm = torch.randperm(n, generator=self.generator).tolist()
-        pos = {k: i for i, k in enumerate(self.train_classes)}
+        classes = self.train_classes if self.cls_head is not None else sorted(set(self.train_labels))
+        pos = {k: i for i, k in enumerate(classes)}
+        if self.cls_head is None:
+            lab = lm_decode.label_tensors([self.label_ids[k] for k in classes], lm_utils.pad_id(self.tokenizer),
+                                          self.device)
         total = 0.0
+        bar = self.progress.bar(-(-n // c.batch_size), f"epoch {epoch}", unit="step")
         for s in range(0, n, c.batch_size):
             idx = perm[s:s + c.batch_size]
             b = self.batch(self.samples_of([self.train_nodes[i] for i in idx]), None, training=False)
-            logits = self.cls_head(self.pooled(b))
+            # (B, classes): linear head over the pooled states, or the training classes' name scores
+            logits = self.cls_head(self.pooled(b)) if self.cls_head is not None else \
+                lm_decode.label_scores(self.module.lm, b, *lab)
             y = torch.tensor([pos[self.train_labels[i]] for i in idx], device=self.device)
             total += lm_utils.optimizer_step(F.cross_entropy(logits, y), self.optimizer, self.params,
                                              c.grad_clip) * len(idx)
+            bar.update()
+        bar.close()
         return total / max(n, 1)
 
     @torch.no_grad()

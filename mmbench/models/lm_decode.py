@@ -169,6 +169,44 @@ def _part_length(parts: Sequence[Part]) -> int:
     return sum(len(p) if not isinstance(p, torch.Tensor) else p.shape[0] for p in parts)
 
 
+def label_tensors(labels: Sequence[Sequence[int]], pad_token_id: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """L non-empty token-id lists -> ids (L, m) padded with ``pad_token_id`` and their mask (L, m)."""
+    if any(len(x) == 0 for x in labels):
+        raise ValueError("every label continuation needs at least one token")
+    n_lab, m_max = len(labels), max(len(x) for x in labels)
+    lab_ids = torch.full((n_lab, m_max), pad_token_id, dtype=torch.long, device=device)
+    lab_mask = torch.zeros((n_lab, m_max), dtype=torch.long, device=device)
+    for j, x in enumerate(labels):
+        lab_ids[j, :len(x)] = torch.tensor(list(x), device=device)
+        lab_mask[j, :len(x)] = 1
+    return lab_ids, lab_mask
+
+
+def label_scores(model: nn.Module, batch: Mapping[str, torch.Tensor], lab_ids: torch.Tensor,
+                 lab_mask: torch.Tensor) -> torch.Tensor:
+    """(b, L) fp32: mean log-probability per token of each label after each LEFT-padded prompt of ``batch``.
+
+    The prompt runs once; its key/value cache is repeated for the L labels (one short pass over their tokens).
+    Differentiable: training can back-propagate a loss over these scores into the prompt's soft tokens.
+    lab_ids, lab_mask: (L, m) from ``label_tensors``.
+    """
+    b, (n_lab, m_max) = batch["attention_mask"].shape[0], lab_ids.shape
+    hidden, past, full = lm_hidden(model, **_inputs(batch), attention_mask=batch["attention_mask"],
+                                   use_cache=m_max > 1)
+    lp_first = F.log_softmax(head_logits(model, hidden[:, -1]), -1)                    # (b, V)
+    total = lp_first[:, lab_ids[:, 0]]                                                  # (b, L)
+    if m_max > 1:
+        past.batch_repeat_interleave(n_lab)                                             # (b*L, ...)
+        full = torch.cat([full.repeat_interleave(n_lab, 0), lab_mask[:, :-1].repeat(b, 1)], 1)
+        rest, _, _ = lm_hidden(model, input_ids=lab_ids[:, :-1].repeat(b, 1), attention_mask=full,
+                               past_key_values=past, use_cache=True)
+        lp = F.log_softmax(head_logits(model, rest), -1)                                # (b*L, m-1, V)
+        got = lp.gather(2, lab_ids[:, 1:].repeat(b, 1).unsqueeze(-1)).squeeze(-1)
+        total = total + (got * lab_mask[:, 1:].repeat(b, 1)).sum(1).view(b, n_lab)
+    return total / lab_mask.sum(1).float()
+
+
 @torch.no_grad()
 def label_log_likelihoods(model: nn.Module, prompts: Sequence[Sequence[Part]], labels: Sequence[Sequence[int]], *,
                           pad_token_id: int, batch_size: int = 16, progress: Any = None) -> torch.Tensor:
@@ -177,41 +215,21 @@ def label_log_likelihoods(model: nn.Module, prompts: Sequence[Sequence[Part]], l
     prompts: P part lists (token ids and/or (n, hidden) soft tokens, see ``lm_utils.collate``)
     labels:  L non-empty token-id lists (e.g. the tokens of " {class name}")
     """
-    if any(len(x) == 0 for x in labels):
-        raise ValueError("every label continuation needs at least one token")
     dev = model_device(model)
     embed = unwrap(model).get_input_embeddings()
     soft = any(isinstance(p, torch.Tensor) and p.is_floating_point() for s in prompts for p in s)
-    n_lab, m_max = len(labels), max(len(x) for x in labels)
-    lab_ids = torch.full((n_lab, m_max), pad_token_id, dtype=torch.long, device=dev)
-    lab_mask = torch.zeros((n_lab, m_max), dtype=torch.long, device=dev)
-    for j, x in enumerate(labels):
-        lab_ids[j, :len(x)] = torch.tensor(list(x), device=dev)
-        lab_mask[j, :len(x)] = 1
-    out = torch.zeros(len(prompts), n_lab)
+    lab_ids, lab_mask = label_tensors(labels, pad_token_id, dev)
+    out = torch.zeros(len(prompts), len(labels))
     was_training = model.training
     model.eval()
     bar = progress.bar(len(prompts), "score class names", unit="prompt") if progress is not None else None
     try:
         for idx in _length_batches([_part_length(p) for p in prompts], batch_size):
-            b = len(idx)
             batch = collate([prompts[i] for i in idx], pad_token_id=pad_token_id, padding_side="left",
                             embed=embed if soft else None, device=dev)
-            hidden, past, full = lm_hidden(model, **_inputs(batch), attention_mask=batch["attention_mask"],
-                                           use_cache=m_max > 1)
-            lp_first = F.log_softmax(head_logits(model, hidden[:, -1]), -1)            # (b, V)
-            total = lp_first[:, lab_ids[:, 0]]                                          # (b, L)
-            if m_max > 1:
-                past.batch_repeat_interleave(n_lab)                                     # (b*L, ...)
-                full = torch.cat([full.repeat_interleave(n_lab, 0), lab_mask[:, :-1].repeat(b, 1)], 1)
-                rest, _, _ = lm_hidden(model, input_ids=lab_ids[:, :-1].repeat(b, 1), attention_mask=full,
-                                       past_key_values=past, use_cache=True)
-                lp = F.log_softmax(head_logits(model, rest), -1)                        # (b*L, m-1, V)
-                got = lp.gather(2, lab_ids[:, 1:].repeat(b, 1).unsqueeze(-1)).squeeze(-1)
-                total = total + (got * lab_mask[:, 1:].repeat(b, 1)).sum(1).view(b, n_lab)
-            out[idx] = (total / lab_mask.sum(1).float()).float().cpu()
+            out[idx] = label_scores(model, batch, lab_ids, lab_mask).float().cpu()
             if bar is not None:
-                bar.update(b)
+                bar.update(len(idx))
     finally:
         model.train(was_training)
         if bar is not None:
