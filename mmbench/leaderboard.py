@@ -79,8 +79,56 @@ def fmt_stat(values: list[float], key: str) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+_CURRENT: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+
+
+def _current_config(model: str, family: str, task: str) -> dict[str, Any] | None:
+    """The config ``mmbench eval --model M --task T`` resolves to today (defaults + task preset), or None when
+    the model cannot be resolved here (e.g. an adapter file that is not on this machine)."""
+    key = (model, family, task)
+    if key not in _CURRENT:
+        from mmbench.config import build_config, config_to_dict
+        from mmbench.registry import get_model
+
+        try:
+            cls = get_model(model, family)
+            _CURRENT[key] = config_to_dict(build_config(cls.Config, task, cls.presets, {}, f"model {model}"))
+            _CURRENT[key]["__later__"] = dict(getattr(cls.Config, "keys_added_later", None) or {})
+        except Exception:  # noqa: BLE001 - any failure: fall back to the record's own overrides
+            _CURRENT[key] = None
+    return _CURRENT[key]
+
+
+def label_settings(rec: ResultRecord) -> dict[str, Any]:
+    """What sets a record apart from the model's current preset for its task: the config keys whose value
+    differs from what ``mmbench eval`` resolves to today (a record made under an earlier preset shows the
+    keys that preset changed); the record's ``--set`` overrides when the model cannot be resolved here."""
+    cur = _current_config(rec.model_name, rec.task.get("family", ""), rec.task_name)
+    if cur is None:
+        return rec.overrides
+    later, mine = cur["__later__"], rec.model.get("config") or {}
+    out = {}
+    for k, v in cur.items():
+        if k == "__later__":
+            continue
+        have = mine.get(k, later.get(k, v))
+        if canonical_json(have) != canonical_json(v):   # JSON lists vs config tuples
+            out[k] = have
+    return out
+
+
+def config_identity(rec: ResultRecord) -> str:
+    """Hash of the record's config as its run key sees it: a key added later, at the value that reproduces
+    the behaviour before it, is left out (``runner.run_key_config``), so records made before and after the
+    key was added group into one row."""
+    cur = _current_config(rec.model_name, rec.task.get("family", ""), rec.task_name)
+    later = cur["__later__"] if cur else {}
+    conf = {k: v for k, v in (rec.model.get("config") or {}).items() if not (k in later and v == later[k])}
+    return sha256_hex(canonical_json(conf))[:8]
+
+
 def row_label(rec: ResultRecord) -> str:
-    over = rec.overrides
+    over = label_settings(rec)
     if not over:
         return rec.model_name
     parts = ", ".join(f"{k}={canonical_json(v).strip(chr(34))}" for k, v in sorted(over.items()))
@@ -90,7 +138,7 @@ def row_label(rec: ResultRecord) -> str:
 def group_rows(records: list[ResultRecord]) -> list[Row]:
     rows: dict[tuple[str, str], Row] = {}
     for rec in records:
-        chash = sha256_hex(canonical_json(rec.model["config"]))[:8]
+        chash = config_identity(rec)
         key = (rec.model_name, chash)
         rows.setdefault(key, Row(label=row_label(rec), model=key[0], config_hash=chash)).records.append(rec)
     labels = defaultdict(list)
@@ -188,13 +236,13 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
     rows = group_rows(records)
     plain = defaultdict(list)
     for r in rows:
-        if not r.records[0].overrides:
+        if not label_settings(r.records[0]):
             plain[r.model].append(r)
     full = {m: rs[0] for m, rs in plain.items() if len(rs) == 1}   # an unambiguous full model only
     body = []
     for row in sort_rows(rows, main):
         ref = full.get(row.model)
-        if ref is None or not row.records[0].overrides:
+        if ref is None or not label_settings(row.records[0]):
             continue
         a, b = _row_values(row), _row_values(ref)
         res = paired_test(a, b) if a and b else None

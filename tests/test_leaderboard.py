@@ -270,3 +270,29 @@ def test_ablation_rows_are_compared_with_their_full_model(tmp_path):
     row = next(line for line in page.splitlines() if line.startswith("| zeta [use_x=false] | 1 | zeta | 2 |"))
     assert "| 0.3500 | -0.2500 | no per-sample logs |" in row
     assert not any(line.startswith("| omega [dim=8] | 1 | ") for line in page.split("Ablations")[1].splitlines())
+
+
+def test_rows_are_labelled_against_the_current_preset_and_later_keys_group():
+    from mmbench.config import build_config, config_to_dict
+    from mmbench.leaderboard import config_identity, label_settings, row_label
+    from mmbench.models.graph4mm import Graph4MMClassifier
+    from mmbench.results import ResultRecord
+
+    cls = Graph4MMClassifier
+    now = config_to_dict(build_config(cls.Config, "synth-cls-zs", cls.presets, {}, "graph4mm"))
+    assert now["cls_loss"] == "candidates"                       # the zero-shot preset
+
+    def rec(config):
+        return ResultRecord(run_key="k", task={"name": "synth-cls-zs", "family": "classification"},
+                            model={"name": "graph4mm", "config": config, "overrides": {}}, metrics={}, seed=0)
+
+    assert row_label(rec(now)) == "graph4mm"
+    # a record made under the earlier preset, before cls_loss existed: labelled with what that preset changed
+    before = {k: v for k, v in now.items() if k != "cls_loss"}
+    assert label_settings(rec(before)) == {"cls_loss": "lm"}
+    # the same run made after the key was added (at its old value) lands in the same row
+    assert config_identity(rec(before)) == config_identity(rec({**before, "cls_loss": "lm"}))
+    assert config_identity(rec(before)) != config_identity(rec(now))
+    # JSON lists in a record equal the config's tuples
+    listed = {k: (list(v) if isinstance(v, tuple) else v) for k, v in now.items()}
+    assert row_label(rec(listed)) == "graph4mm"
