@@ -199,7 +199,7 @@ def test_candidate_loss_is_cross_entropy_over_the_training_names_and_trains(tmp_
     losses = [m.train_epoch(e) for e in range(1, 4)]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     with pytest.raises(ConfigError, match="cls_loss"):
-        classifier(cls_view, cls_loss="hinge")
+        classifier(zs, cls_loss="hinge")
 
 
 def test_linear_head_trains_and_refuses_zero_shot(cls_view):
