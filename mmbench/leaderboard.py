@@ -79,21 +79,23 @@ def fmt_stat(values: list[float], key: str) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-_CURRENT: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+_CURRENT: dict[tuple[str, str, str], tuple[type, dict[str, Any]] | None] = {}
 
 
-def _current_config(model: str, family: str, task: str) -> dict[str, Any] | None:
-    """The config ``mmbench eval --model M --task T`` resolves to today (defaults + task preset), or None when
-    the model cannot be resolved here (e.g. an adapter file that is not on this machine)."""
+def _current_config(model: str, family: str, task: str) -> tuple[type, dict[str, Any]] | None:
+    """(config class, the config ``mmbench eval --model M --task T`` resolves to today: defaults, card keys and
+    task preset), or None when the model or task cannot be resolved here (e.g. an adapter file that is not on
+    this machine)."""
     key = (model, family, task)
     if key not in _CURRENT:
         from mmbench.config import build_config, config_to_dict
         from mmbench.registry import get_model
+        from mmbench.tasks import get_card
 
         try:
             cls = get_model(model, family)
-            _CURRENT[key] = config_to_dict(build_config(cls.Config, task, cls.presets, {}, f"model {model}"))
-            _CURRENT[key]["__later__"] = dict(getattr(cls.Config, "keys_added_later", None) or {})
+            conf = build_config(cls.Config, task, cls.presets, {}, f"model {model}", card=get_card(task))
+            _CURRENT[key] = (cls.Config, config_to_dict(conf))
         except Exception:  # noqa: BLE001 - any failure: fall back to the record's own overrides
             _CURRENT[key] = None
     return _CURRENT[key]
@@ -106,25 +108,21 @@ def label_settings(rec: ResultRecord) -> dict[str, Any]:
     cur = _current_config(rec.model_name, rec.task.get("family", ""), rec.task_name)
     if cur is None:
         return rec.overrides
-    later, mine = cur["__later__"], rec.model.get("config") or {}
-    out = {}
-    for k, v in cur.items():
-        if k == "__later__":
-            continue
-        have = mine.get(k, later.get(k, v))
-        if canonical_json(have) != canonical_json(v):   # JSON lists vs config tuples
-            out[k] = have
-    return out
+    config_cls, now = cur
+    later, mine = getattr(config_cls, "keys_added_later", None) or {}, rec.model.get("config") or {}
+    return {k: mine.get(k, later.get(k, v)) for k, v in now.items()
+            if canonical_json(mine.get(k, later.get(k, v))) != canonical_json(v)}   # JSON lists vs config tuples
 
 
 def config_identity(rec: ResultRecord) -> str:
-    """Hash of the record's config as its run key sees it: a key added later, at the value that reproduces
-    the behaviour before it, is left out (``runner.run_key_config``), so records made before and after the
+    """Hash of the record's config as its run key sees it (``runner.run_key_config``: a key added later, at
+    the value that reproduces the behaviour before it, is left out), so records made before and after the
     key was added group into one row."""
+    from mmbench.runner import run_key_config
+
     cur = _current_config(rec.model_name, rec.task.get("family", ""), rec.task_name)
-    later = cur["__later__"] if cur else {}
-    conf = {k: v for k, v in (rec.model.get("config") or {}).items() if not (k in later and v == later[k])}
-    return sha256_hex(canonical_json(conf))[:8]
+    conf = rec.model.get("config") or {}
+    return sha256_hex(canonical_json(run_key_config(cur[0], conf) if cur else conf))[:8]
 
 
 def row_label(rec: ResultRecord) -> str:
