@@ -248,6 +248,38 @@ def test_lm_cls_likelihood_mode_zero_shot(tiny_lm):
     assert set(pred.tolist()) <= {1, 2}
 
 
+def test_lm_cls_calibration_subtracts_the_reference_prompts_mean_scores(tiny_lm):
+    from mmbench.models import lm_decode
+
+    g, perm = text_graph(12)
+    train = perm[:6][g.labels[perm[:6]] == 0]
+    data = view(g, train, perm[6:8], perm[8:], train_classes=(0,), candidates=(1, 2))
+
+    def scores(**kw):
+        cfg = build_config(LMClsConfig, "hand", {}, {"mode": "likelihood", "lm": tiny_lm, **kw}, "lm-cls")
+        m = LMClassifier(cfg)
+        m.setup(data, 0)
+        return m, m.predict(data.test_nodes)[:, 1:]
+
+    m, raw = scores()
+    model, tok = causal_lm(tiny_lm)
+    labels = [" bag", " hat"]
+    # evenly spaced over the sorted nodes, all of them when there are few
+    assert lm_decode.calibration_subset([9, 1, 5, 3], 2) == [1, 5] and lm_decode.calibration_subset([2, 1], 5) == [1, 2]
+    ref = lm_decode.calibration_subset(train.tolist(), 2)
+    train_ll = label_log_likelihoods(model, tok, m._prompts(ref), labels, 512, 16)
+    _, domain = scores(calibration="domain", calibration_nodes=2)
+    assert torch.allclose(domain, raw - train_ll.mean(0), atol=1e-5)
+    free = [LMClsConfig.template.format(text=x, neighbors=x) for x in lm_decode.CONTENT_FREE]
+    _, cf = scores(calibration="content-free")
+    assert torch.allclose(cf, raw - label_log_likelihoods(model, tok, free, labels, 512, 16).mean(0), atol=1e-5)
+    assert not torch.allclose(cf, raw)
+    with pytest.raises(ConfigError, match="calibration="):
+        scores(calibration="platt")
+    with pytest.raises(ConfigError, match="calibration_nodes"):
+        scores(calibration="domain", calibration_nodes=0)
+
+
 # --------------------------------------------------------------------------- end to end through the CLI
 def byo_card(tmp_path: Path, zero_shot: bool = False) -> Path:
     copy_fixture("byo-graph", tmp_path / "graphs" / "byo")

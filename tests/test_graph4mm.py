@@ -18,6 +18,7 @@ from mmbench.cli import main
 from mmbench.config import build_config
 from mmbench.errors import ConfigError
 from mmbench.models.graph4mm import Graph4MMClassifier, Graph4MMConfig, Graph4MMGenerator
+from mmbench.models.graph_lm import content_free_sample
 from mmbench.models.graph_prompts import interleaved_prompt
 from mmbench.registry import get_model
 
@@ -200,6 +201,31 @@ def test_candidate_loss_is_cross_entropy_over_the_training_names_and_trains(tmp_
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     with pytest.raises(ConfigError, match="cls_loss"):
         classifier(zs, cls_loss="hinge")
+
+
+def test_domain_calibration_subtracts_the_training_prompts_mean_name_scores(cls_view):
+    from mmbench.models import lm_decode
+
+    raw_m, cal_m = classifier(cls_view), classifier(cls_view, calibration="domain", calibration_nodes=5)
+    nodes = cls_view.test_nodes[:4]
+    for m in (raw_m, cal_m):
+        m.begin_scoring()
+    raw, cal = raw_m.predict(nodes), cal_m.predict(nodes)
+    ref = lm_decode.calibration_subset(cal_m.train_nodes, 5)
+    assert len(ref) == 5 and set(ref) <= set(cal_m.train_nodes)
+    prior = cal_m._name_scores(cal_m.samples_of(ref)).mean(0)        # (candidates,) with the soft tokens
+    assert torch.allclose(cal, raw - prior, atol=1e-5) and not torch.allclose(cal, raw)
+    first = cal_m._reference                    # the harness predicts in chunks: one reference pass per scoring
+    cal_m.predict(nodes[:2])
+    assert cal_m._reference is first
+    cal_m.end_scoring()
+    assert cal_m._reference is None
+    free = classifier(cls_view, calibration="content-free")
+    free.begin_scoring()
+    cf_prior = free._name_scores([content_free_sample(x) for x in lm_decode.CONTENT_FREE]).mean(0)
+    assert torch.allclose(free.predict(nodes), raw - cf_prior, atol=1e-5)
+    with pytest.raises(ConfigError, match="calibration"):
+        classifier(cls_view, calibration="batch")
 
 
 def test_linear_head_trains_and_refuses_zero_shot(cls_view):

@@ -9,8 +9,9 @@ selection state (trained parameters only), free decoding, and classification by 
 (``head=likelihood``: scored by each candidate's mean token log-likelihood of " {class name}", so unseen
 classes can be scored; trained with the LM loss on the true name, or with ``cls_loss=candidates`` by
 cross-entropy over the scores of the training classes' names, which teaches the soft tokens to tell the
-names apart in context rather than to raise the prior of the seen names) or a linear head over the LM's
-mean-pooled final hidden states (``head=linear``, supervised splits only).
+names apart in context rather than to raise the prior of the seen names; ``calibration`` subtracts each
+name's mean score over reference prompts at prediction, ``lm_decode`` module docstring) or a linear head over
+the LM's mean-pooled final hidden states (``head=linear``, supervised splits only).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mmbench.api import (
     GenerationModel,
     GenerationTrainingData,
     GraphSample,
+    SampleNode,
     TrainSchedule,
 )
 from mmbench.devices import autocast
@@ -64,9 +66,13 @@ class GraphLMConfig(TrainSchedule):
     label_template: str = " {name}"   # the continuation scored for each class (likelihood head)
     cls_loss: str = "lm"              # likelihood head's training loss: lm (LM loss on the true class name) |
                                       # candidates (softmax over the training classes' name scores, module doc)
+    calibration: str = "none"         # likelihood head at prediction: none | content-free | domain (lm_decode)
+    calibration_nodes: int = 256      # domain: training nodes whose prompts (with their soft tokens) are the
+                                      # reference
 
     # keys added after records existed: at these values a run key leaves them out (runner.run_key_config)
-    keys_added_later: ClassVar[dict[str, Any]] = {"cls_loss": "lm"}
+    keys_added_later: ClassVar[dict[str, Any]] = {"cls_loss": "lm", "calibration": "none",
+                                                  "calibration_nodes": 256}
 
 
 def own_parameters(module: nn.Module) -> list[nn.Parameter]:
@@ -106,6 +112,7 @@ class GraphLMCore(lm_utils.TrainableLMState):
             raise ConfigError(f"{self.name}: head={c.head!r}: expected likelihood or linear")
         if c.cls_loss not in ("lm", "candidates"):
             raise ConfigError(f"{self.name}: cls_loss={c.cls_loss!r}: expected lm or candidates")
+        lm_decode.check_calibration(self.name, c.calibration, c.calibration_nodes)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.suffix = suffix
@@ -282,10 +289,39 @@ class GraphLMClassifier(GraphLMCore, ClassificationModel):
             b = self.batch(samples, None, training=False)
             scores[:, self.train_classes] = self.cls_head(self.pooled(b)).float()
             return scores
-        with autocast(self.device, self.compute_dtype):
-            parts = self.prompts(samples)
-        ll = lm_decode.label_log_likelihoods(self.module.lm, parts, [self.label_ids[k] for k in self.candidates],
-                                             pad_token_id=lm_utils.pad_id(self.tokenizer),
-                                             batch_size=self.config.eval_batch_size)
+        ll = self._name_scores(samples)
+        if self.config.calibration != "none":
+            ll = lm_decode.calibrated(ll, self._reference_scores())
         scores[:, self.candidates] = ll.to(self.device)
         return scores
+
+    def begin_scoring(self) -> None:
+        super().begin_scoring()
+        self._reference = None   # the calibration reference of this scoring pass (the model does not change)
+
+    def end_scoring(self) -> None:
+        self._reference = None
+        super().end_scoring()
+
+    def _reference_scores(self) -> torch.Tensor:
+        """(R, candidates) name scores after the calibration reference prompts, once per scoring pass."""
+        if getattr(self, "_reference", None) is None:
+            c = self.config
+            ref = [content_free_sample(x) for x in lm_decode.CONTENT_FREE] if c.calibration == "content-free" \
+                else self.samples_of(lm_decode.calibration_subset(self.train_nodes, c.calibration_nodes))
+            self._reference = self._name_scores(ref)
+        return self._reference
+
+    def _name_scores(self, samples: list[GraphSample]) -> torch.Tensor:
+        """(len(samples), candidates) mean token log-likelihood of each candidate name after each prompt."""
+        with autocast(self.device, self.compute_dtype):
+            parts = self.prompts(samples)
+        return lm_decode.label_log_likelihoods(self.module.lm, parts, [self.label_ids[k] for k in self.candidates],
+                                               pad_token_id=lm_utils.pad_id(self.tokenizer),
+                                               batch_size=self.config.eval_batch_size)
+
+
+def content_free_sample(text: str) -> GraphSample:
+    """A one-node sample whose only content is ``text`` (no image, no neighbours): a content-free input."""
+    return GraphSample(id="content-free", nodes=(SampleNode(text=text or None, image=None),),
+                       edge_index=torch.zeros(2, 0, dtype=torch.long), edge_type=torch.zeros(0, dtype=torch.long))

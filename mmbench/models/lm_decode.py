@@ -13,6 +13,16 @@ hypotheses (early stopping). The text returned is the continuation only, decoded
 ``label_log_likelihoods`` scores candidate continuations (class names) after each prompt: the mean per-token
 log-probability of each label. The prompt is run once per sample (left-padded batch) and its key/value cache
 is repeated for the candidates, so the cost is one prompt pass plus one short pass over the label tokens.
+
+``calibrated`` removes a zero-shot LM's preference for some label words whatever the input (a small LM's
+failure mode on unseen class names): each label's score minus its mean score over reference prompts.
+``calibration`` names where the reference prompts come from:
+  none          no calibration
+  content-free  the prompt frame filled with ``CONTENT_FREE`` strings: contextual calibration (Zhao et al.,
+                "Calibrate Before Use", ICML 2021, arXiv 2102.09690), log p(y | x) - log p(y | content-free)
+  domain        the prompts of (at most ``calibration_nodes``, evenly spaced) training nodes: a prior over the
+                task's own inputs, as domain-conditional PMI (Holtzman et al., "Surface Form Competition",
+                EMNLP 2021, arXiv 2104.08315) conditions on the domain. Inductive: no valid/test input is used.
 """
 
 from __future__ import annotations
@@ -24,8 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbench.errors import ConfigError
 from mmbench.models.lm_forward import head_logits, lm_hidden, model_device, unwrap
 from mmbench.models.lm_utils import Part, collate, pad_id
+
+CALIBRATIONS = ("none", "content-free", "domain")
+CONTENT_FREE = ("N/A", "", "[MASK]")   # Zhao et al. 2021's content-free inputs
 
 
 def clean_generation(text: str) -> str:
@@ -235,3 +249,26 @@ def label_log_likelihoods(model: nn.Module, prompts: Sequence[Sequence[Part]], l
         if bar is not None:
             bar.close()
     return out
+
+
+def calibrated(scores: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """scores (P, L), reference (R, L) label scores after R reference prompts -> (P, L) calibrated scores
+    (module docstring): ``scores - reference.mean(0)``."""
+    return scores - reference.mean(0, keepdim=True).to(scores)
+
+
+def check_calibration(model: str, calibration: str, calibration_nodes: int) -> None:
+    """Refuse an unknown ``calibration`` or a ``calibration_nodes`` below 1 (ConfigError naming the key)."""
+    if calibration not in CALIBRATIONS:
+        raise ConfigError(f"{model}: calibration={calibration!r}: expected {' or '.join(CALIBRATIONS)}")
+    if calibration_nodes < 1:
+        raise ConfigError(f"{model}: calibration_nodes must be at least 1, got {calibration_nodes}")
+
+
+def calibration_subset(nodes: Sequence[int], n: int) -> list[int]:
+    """At most ``n`` of ``nodes``, evenly spaced over their sorted order (deterministic, seed-free)."""
+    ordered = sorted(int(v) for v in nodes)
+    if len(ordered) <= n:
+        return ordered
+    return [ordered[(i * len(ordered)) // n] for i in range(n)]
+
