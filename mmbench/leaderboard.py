@@ -227,7 +227,9 @@ def _row_values(row: Row) -> dict | None:
 
 def render_ablations(records: list[ResultRecord]) -> list[str]:
     """Each row with ``--set`` overrides against the same model's row without any (its full model): the mean
-    difference of the main metric and a paired bootstrap over the test samples both have."""
+    difference of the main metric and a paired bootstrap over the test samples both have. The full model
+    enters with the ablation's seeds when it has all of them (a one-seed ablation meets the full model's
+    same seed, not its mean over seeds), else with all its seeds."""
     from mmbench.significance import paired_test
 
     main = records[0].main_metric
@@ -242,6 +244,9 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
         ref = full.get(row.model)
         if ref is None or not label_settings(row.records[0]):
             continue
+        same_seeds = [r for r in ref.records if r.seed in set(row.seeds)]
+        if sorted(r.seed for r in same_seeds) == row.seeds:
+            ref = Row(ref.label, ref.model, ref.config_hash, same_seeds)
         a, b = _row_values(row), _row_values(ref)
         res = paired_test(a, b) if a and b else None
         diff = statistics.fmean(row.values("test", main)) - statistics.fmean(ref.values("test", main))
@@ -259,8 +264,9 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
     if not body:
         return []
     header = ["Ablation", "Seeds", "Full model", "Seeds", f"Test {metric_label(main)}", "Difference", "Paired test"]
-    return ["Ablations against their full model (paired bootstrap over the test samples both logged, "
-            "1,000 resamples, p < 0.05; per-sample values averaged over seeds):", "", md_table(header, body), ""]
+    return ["Ablations against their full model, on the ablation's seeds where the full model has them (paired "
+            "bootstrap over the test samples both logged, 1,000 resamples, p < 0.05; per-sample values averaged "
+            "over seeds):", "", md_table(header, body), ""]
 
 
 def render_reported(task: str, reported: list[dict[str, Any]]) -> list[str]:

@@ -263,12 +263,17 @@ def test_ablation_rows_are_compared_with_their_full_model(tmp_path):
     s.write(rec("f0", "zeta", {"dim": 8, "use_x": True}, {}, 0, 0.5, 2.0, 0.4, 10))
     s.write(rec("f1", "zeta", {"dim": 8, "use_x": True}, {}, 1, 0.7, 2.0, 0.4, 10))
     s.write(rec("a0", "zeta", {"dim": 8, "use_x": False}, {"use_x": False}, 0, 0.35, 2.0, 0.3, 10))
+    s.write(rec("b5", "zeta", {"dim": 16, "use_x": True}, {"dim": 16}, 5, 0.55, 2.0, 0.3, 10))
     s.write(rec("o0", "omega", {"dim": 8}, {"dim": 8}, 0, 0.1, 2.0, 0.1, 10))   # no full omega row: not listed
     write_leaderboard(s, tmp_path / "lb")
     page = _page(tmp_path / "lb" / "toy.md")
     assert "Ablations against their full model" in page
-    row = next(line for line in page.splitlines() if line.startswith("| zeta [use_x=false] | 1 | zeta | 2 |"))
-    assert "| 0.3500 | -0.2500 | no per-sample logs |" in row
+    # seed 0 against the full model's seed 0 (0.5), not its two-seed mean (0.6)
+    row = next(line for line in page.splitlines() if line.startswith("| zeta [use_x=false] | 1 | zeta | 1 |"))
+    assert "| 0.3500 | -0.1500 | no per-sample logs |" in row
+    # the full model has no seed 5: all its seeds
+    row = next(line for line in page.splitlines() if line.startswith("| zeta [dim=16] | 1 | zeta | 2 |"))
+    assert "| 0.5500 | -0.0500 | no per-sample logs |" in row
     assert not any(line.startswith("| omega [dim=8] | 1 | ") for line in page.split("Ablations")[1].splitlines())
 
 
