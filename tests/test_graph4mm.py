@@ -203,6 +203,24 @@ def test_candidate_loss_is_cross_entropy_over_the_training_names_and_trains(tmp_
         classifier(zs, cls_loss="hinge")
 
 
+def test_centred_candidate_loss_ignores_a_shift_of_one_name_for_every_input(cls_view, monkeypatch):
+    from mmbench.models import lm_decode
+
+    real = lm_decode.label_scores
+
+    def epoch_loss(cls_loss: str, shift: float) -> float:
+        m = classifier(cls_view, cls_loss=cls_loss, lr=1e-12)   # ~fixed parameters (lr must be > 0)
+        monkeypatch.setattr(lm_decode, "label_scores", lambda *a: real(*a) + torch.tensor([shift, 0.0, 0.0]))
+        try:
+            return m.train_epoch(1)
+        finally:
+            monkeypatch.setattr(lm_decode, "label_scores", real)
+
+    assert math.isclose(epoch_loss("centred", 0.0), epoch_loss("centred", 3.0), rel_tol=1e-5)
+    assert not math.isclose(epoch_loss("candidates", 0.0), epoch_loss("candidates", 3.0), rel_tol=1e-3)
+    assert epoch_loss("centred", 0.0) != epoch_loss("candidates", 0.0)
+
+
 def test_domain_calibration_subtracts_the_training_prompts_mean_name_scores(cls_view):
     from mmbench.models import lm_decode
 

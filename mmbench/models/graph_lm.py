@@ -9,9 +9,10 @@ selection state (trained parameters only), free decoding, and classification by 
 (``head=likelihood``: scored by each candidate's mean token log-likelihood of " {class name}", so unseen
 classes can be scored; trained with the LM loss on the true name, or with ``cls_loss=candidates`` by
 cross-entropy over the scores of the training classes' names, which teaches the soft tokens to tell the
-names apart in context rather than to raise the prior of the seen names; ``calibration`` subtracts each
-name's mean score over reference prompts at prediction, ``lm_decode`` module docstring) or a linear head over
-the LM's mean-pooled final hidden states (``head=linear``, supervised splits only).
+names apart in context rather than to raise the prior of the seen names, or ``cls_loss=centred``: the same
+with each name's scores centred over the batch, so that no shift of a name's prior for all inputs is learnt;
+``calibration`` subtracts each name's mean score over reference prompts at prediction, ``lm_decode`` module
+docstring) or a linear head over the LM's mean-pooled final hidden states (``head=linear``, supervised splits).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from mmbench.models.node_encodings import NodeEncodings
 CLASS_SUFFIX = "\nCategory:"
 
 
+CLS_LOSSES = ("lm", "candidates", "centred")
+
+
 @dataclass
 class GraphLMConfig(TrainSchedule):
     """The keys every graph-LM adapter has; subclasses add theirs."""
@@ -66,6 +70,7 @@ class GraphLMConfig(TrainSchedule):
     label_template: str = " {name}"   # the continuation scored for each class (likelihood head)
     cls_loss: str = "lm"              # likelihood head's training loss: lm (LM loss on the true class name) |
                                       # candidates (softmax over the training classes' name scores, module doc)
+                                      # | centred (candidates, each name's score centred over the batch)
     calibration: str = "none"         # likelihood head at prediction: none | content-free | domain (lm_decode)
     calibration_nodes: int = 256      # domain: training nodes whose prompts (with their soft tokens) are the
                                       # reference
@@ -110,8 +115,8 @@ class GraphLMCore(lm_utils.TrainableLMState):
             raise ConfigError(f"{self.name}: placement={c.placement!r}: expected interleaved or prefix")
         if c.head not in ("likelihood", "linear"):
             raise ConfigError(f"{self.name}: head={c.head!r}: expected likelihood or linear")
-        if c.cls_loss not in ("lm", "candidates"):
-            raise ConfigError(f"{self.name}: cls_loss={c.cls_loss!r}: expected lm or candidates")
+        if c.cls_loss not in CLS_LOSSES:
+            raise ConfigError(f"{self.name}: cls_loss={c.cls_loss!r}: expected {' or '.join(CLS_LOSSES)}")
         lm_decode.check_calibration(self.name, c.calibration, c.calibration_nodes)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
@@ -274,6 +279,10 @@ class GraphLMClassifier(GraphLMCore, ClassificationModel):
             # (B, classes): linear head over the pooled states, or the training classes' name scores
             logits = self.cls_head(self.pooled(b)) if self.cls_head is not None else \
                 lm_decode.label_scores(self.module.lm, b, *lab)
+            if self.cls_head is None and c.cls_loss == "centred":
+                # each name's score minus its mean over the batch (with gradient): a shift of one name's
+                # score for every input cancels, so training cannot move the seen names' priors
+                logits = logits - logits.mean(0, keepdim=True)
             y = torch.tensor([pos[self.train_labels[i]] for i in idx], device=self.device)
             total += lm_utils.optimizer_step(F.cross_entropy(logits, y), self.optimizer, self.params,
                                              c.grad_clip) * len(idx)
