@@ -180,7 +180,7 @@ class LMClassifier(ClassificationModel):
         except (KeyError, IndexError, ValueError) as e:
             raise ConfigError(f"lm-cls: template may use only {{text}} and {{neighbors}}, label_template only "
                               f"{{name}} ({type(e).__name__}: {e})") from None
-        lm_decode.check_calibration("lm-cls", c.calibration, c.calibration_nodes)
+        lm_decode.check_calibration("lm-cls", c.calibration)
         unseen = sorted(set(data.candidate_classes) - set(data.train_classes))
         if c.mode == "head" and unseen:
             raise ConfigError(f"lm-cls: candidate classes {unseen} never occur in training (a zero-shot split); "
@@ -197,6 +197,7 @@ class LMClassifier(ClassificationModel):
         self._cached = cached
         self.example_prompt = self._prompts(data.train_nodes[:1].tolist() or [0])[0]
         self.train_nodes = data.train_nodes.tolist()
+        self._reference: torch.Tensor | None = None   # calibration reference scores (frozen LM: computed once)
         self.module = None
         if c.mode == "likelihood":
             return
@@ -255,12 +256,13 @@ class LMClassifier(ClassificationModel):
         c = self.config
         if c.mode == "likelihood":
             ll = self._label_scores(self._prompts(nodes.tolist()))
-            if c.calibration == "content-free":
-                free = [c.template.format(text=x, neighbors=x) for x in lm_decode.CONTENT_FREE]
-                ll = lm_decode.calibrated(ll, self._label_scores(free))
-            elif c.calibration == "domain":
-                ref = lm_decode.calibration_subset(self.train_nodes, c.calibration_nodes)
-                ll = lm_decode.calibrated(ll, self._label_scores(self._prompts(ref)))
+            if c.calibration != "none":
+                if self._reference is None:
+                    ref = lm_decode.reference_inputs(
+                        c.calibration, self.train_nodes, c.calibration_nodes,
+                        lambda texts: [c.template.format(text=x, neighbors=x) for x in texts], self._prompts)
+                    self._reference = self._label_scores(ref)
+                ll = lm_decode.calibrated(ll, self._reference)
             scores = torch.full((len(nodes), self.num_classes), NOT_SCORED, device=self.device)
             scores[:, self.candidates] = ll.to(self.device)
             return scores

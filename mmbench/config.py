@@ -90,7 +90,7 @@ _RANGE_RULES: tuple[tuple[Any, float | None, bool, float | None, bool], ...] = (
                      "diffusion_steps", "max_hop", "restart_period") or k.startswith("max_"), 0.0, True, None, False),
     (lambda k: k == "dim" or k == "hidden" or k.endswith("_dim") or k.endswith("heads") or k == "layers"
      or k.endswith("_layers") or k.startswith("num_layers") or k.endswith("batch_size") or k == "eval_every"
-     or k in ("num_negs", "qformer_blocks", "queries_per_image", "visual_codes", "fgcl_samples"),
+     or k in ("num_negs", "qformer_blocks", "queries_per_image", "visual_codes", "fgcl_samples", "calibration_nodes"),
      1.0, True, None, False),
     (lambda k: k == "width", 0.0, True, None, False),
     (lambda k: k.endswith("temperature") or k == "score_scale", 0.0, False, None, False),

@@ -117,7 +117,7 @@ class GraphLMCore(lm_utils.TrainableLMState):
             raise ConfigError(f"{self.name}: head={c.head!r}: expected likelihood or linear")
         if c.cls_loss not in CLS_LOSSES:
             raise ConfigError(f"{self.name}: cls_loss={c.cls_loss!r}: expected {' or '.join(CLS_LOSSES)}")
-        lm_decode.check_calibration(self.name, c.calibration, c.calibration_nodes)
+        lm_decode.check_calibration(self.name, c.calibration)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.suffix = suffix
@@ -316,8 +316,8 @@ class GraphLMClassifier(GraphLMCore, ClassificationModel):
         """(R, candidates) name scores after the calibration reference prompts, once per scoring pass."""
         if getattr(self, "_reference", None) is None:
             c = self.config
-            ref = [content_free_sample(x) for x in lm_decode.CONTENT_FREE] if c.calibration == "content-free" \
-                else self.samples_of(lm_decode.calibration_subset(self.train_nodes, c.calibration_nodes))
+            ref = lm_decode.reference_inputs(c.calibration, self.train_nodes, c.calibration_nodes,
+                                             lambda texts: [content_free_sample(x) for x in texts], self.samples_of)
             self._reference = self._name_scores(ref)
         return self._reference
 

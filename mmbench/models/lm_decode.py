@@ -27,7 +27,7 @@ failure mode on unseen class names): each label's score minus its mean score ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -257,12 +257,21 @@ def calibrated(scores: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return scores - reference.mean(0, keepdim=True).to(scores)
 
 
-def check_calibration(model: str, calibration: str, calibration_nodes: int) -> None:
-    """Refuse an unknown ``calibration`` or a ``calibration_nodes`` below 1 (ConfigError naming the key)."""
+def check_calibration(model: str, calibration: str) -> None:
+    """Refuse an unknown ``calibration`` (ConfigError naming the key; ``calibration_nodes`` has its range rule in
+    ``mmbench.config``)."""
     if calibration not in CALIBRATIONS:
         raise ConfigError(f"{model}: calibration={calibration!r}: expected {' or '.join(CALIBRATIONS)}")
-    if calibration_nodes < 1:
-        raise ConfigError(f"{model}: calibration_nodes must be at least 1, got {calibration_nodes}")
+
+
+def reference_inputs(calibration: str, train_nodes: Sequence[int], n: int,
+                     content_free: Callable[[Sequence[str]], list[Any]],
+                     of_nodes: Callable[[list[int]], list[Any]]) -> list[Any]:
+    """The reference inputs of ``calibration`` (module docstring), built by the adapter's own prompt code:
+    ``content_free(CONTENT_FREE)`` or ``of_nodes(calibration_subset(train_nodes, n))``."""
+    if calibration == "content-free":
+        return content_free(CONTENT_FREE)
+    return of_nodes(calibration_subset(train_nodes, n))
 
 
 def calibration_subset(nodes: Sequence[int], n: int) -> list[int]:
