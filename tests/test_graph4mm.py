@@ -123,8 +123,24 @@ def test_embedding_rms_scale_puts_soft_tokens_at_the_embedding_tables_scale(mm_s
     assert not torch.allclose(tok_plain.pow(2).mean(-1).sqrt(), rms, rtol=0.05)
 
 
+def test_standardised_features_enter_the_projections_centred_with_unit_variance(mm_samples):
+    m = model(mm_samples, feature_norm="standardise")
+    net, enc = m.module, m.enc
+    for modality, table, proj in (("text", enc.text_table, net.text_proj), ("image", enc.image_table, net.image_proj)):
+        mean, std = net.feature_stats[modality]
+        z = (table - mean) / std
+        assert torch.allclose(z.mean(0), torch.zeros_like(mean), atol=1e-5)
+        live = table.std(0) > 1e-4  # columns that vary over the set-up rows
+        assert torch.allclose(z.std(0)[live], torch.ones(int(live.sum())), atol=1e-4)
+        assert torch.allclose(net.encode(modality, table), proj(z), atol=1e-5)
+    plain = model(mm_samples)
+    assert plain.module.feature_stats == {}
+    assert torch.equal(plain.module.encode("image", enc.image_table), plain.module.image_proj(enc.image_table))
+
+
 def test_bad_values_are_refused(mm_samples):
     for over, msg in ((dict(variant="hop"), "variant"), (dict(placement="middle"), "placement"),
+                      (dict(feature_norm="l2"), "feature_norm"),
                       (dict(soft_token_scale="unit"), "soft_token_scale"),
                       (dict(qformer_order="x"), "qformer_order"), (dict(queries_per_image=0), "queries_per_image")):
         with pytest.raises(ConfigError, match=msg):

@@ -25,5 +25,9 @@ def test_component_scores_by_slot():
             {"prediction": "novel restless", "reference": "the marine novel is restless"}]
     s = m.component_scores(rows)
     assert s == {"theme": 0.25, "object": 0.5, "quality": 0.75, "all": 0.25, "formed": 0.75}
+    ids = [dict(r, id=str(i)) for i, r in enumerate(rows)]
+    split = m.component_scores(ids, image_only={"1", "3"})
+    assert split["theme_text"] == 0.5 and split["theme_image"] == 0.0   # rows 0, 2 / rows 1, 3 (3 is malformed)
+    assert {k: split[k] for k in s} == s
     with pytest.raises(ValueError, match="not a synth-gen target"):
         m.component_scores([{"prediction": "x", "reference": "a b"}])

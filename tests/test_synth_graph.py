@@ -173,6 +173,37 @@ def test_gen_targets_never_in_own_text_and_samples_hold_the_neighbourhood(bundle
             assert sample.nodes[kinds.index("scene")].hop == 1 and sample.nodes[kinds.index("note")].hop == 2
 
 
+def test_gen_decoy_notes_hang_from_a_distractor_so_only_structure_tells_the_quality(tmp_path):
+    """With ``p_decoy_note`` = 1 every sample holds two notes at hop 2 with different qualities: the one behind
+    the link names the target's quality, the decoy hangs from one of the target's distractors."""
+    data = load_task_data(small_card(tmp_path, "synth-gen", p_decoy_note=1.0))
+    g = data.graph
+    nbrs: dict[int, set[int]] = {}
+    for a, b in g.edge_index.t().tolist():
+        nbrs.setdefault(a, set()).add(b)
+    for v in torch.cat(list(g.splits.values())).tolist():
+        quality = g.targets[v].split()[-1]
+        sample = data.assemble(v)
+        notes = [n.node for n in sample.nodes if n.kind == "note"]
+        assert len(notes) == 2 and all(n.hop == 2 for n in sample.nodes if n.kind == "note")
+        qualities = {g.texts[n].split()[-1] for n in notes}
+        assert len(qualities) == 2 and quality in qualities
+        for n in notes:
+            (parent,) = nbrs[n]  # every note hangs from exactly one node, itself a neighbour of the target
+            assert v in nbrs[parent]
+            true_note = g.kinds[parent] == "link"
+            assert true_note == (g.texts[n].split()[-1] == quality)
+            assert true_note or g.kinds[parent] == "item"
+
+
+def test_gen_without_decoy_notes_is_the_bundled_data(tmp_path, bundled):
+    """``p_decoy_note`` = 0 (the default) draws nothing extra: the same data as a card without the key."""
+    card = small_card(tmp_path, "synth-gen")
+    with_key = small_card(tmp_path, "synth-gen", p_decoy_note=0.0)
+    assert load_task_data(card).data_hash() == load_task_data(with_key).data_hash()
+    assert "note" in bundled["synth-gen"].graph.kinds
+
+
 @pytest.mark.parametrize("name, params, needle", [
     ("synth-cls", {"num_node": 10}, r"unknown synth-cls parameter\(s\) \['num_node'\]. Did you mean 'num_nodes'"),
     ("synth-gen", {"colour": 1}, r"unknown synth-gen parameter\(s\) \['colour'\]"),
@@ -181,6 +212,9 @@ def test_gen_targets_never_in_own_text_and_samples_hold_the_neighbourhood(bundle
     ("synth-cls", {"seed": True}, r"seed must be an integer"),
     ("synth-gen", {"distractors": [3, 1]}, r"distractors must be a pair \[low, high\]"),
     ("synth-gen", {"max_nodes": 9}, r"max_nodes must be at least 4 \+ 2 \* max distractors = 10"),
+    ("synth-gen", {"p_decoy_note": 0.5, "max_nodes": 10},
+     r"max_nodes must be at least 4 \+ 2 \* max distractors \+ 1 \(decoy note\) = 11"),
+    ("synth-gen", {"p_decoy_note": 0.5, "distractors": [0, 2]}, r"p_decoy_note > 0 needs at least one distractor"),
 ])
 def test_bad_params_raise_config_error_naming_the_card(tmp_path, name, params, needle):
     card = small_card(tmp_path, name, **params)

@@ -60,7 +60,11 @@ small component; the answer is "the <theme> <object> is <quality>":
 - 1 hop, ``distractors`` (an inclusive range) other items: the target's template with another object,
   grey images; a fraction ``p_cross_link`` of all distractors are paired into distractor-distractor
   edges across components (at most one each), which connects components without bringing another
-  target's scene or note within 2 hops.
+  target's scene or note within 2 hops;
+- optional (``p_decoy_note``, default 0: the bundled card has none), a structure probe: that fraction of
+  targets get a decoy note "this <adj> report calls it <another quality>" hanging from one of their
+  distractors, so two notes sit at hop 2 and only the graph (behind the link or behind an item) tells which
+  names the target's quality. Drawn only when asked for, so a card without it generates the same data.
 So the target's text alone gives the object; neighbours' texts add the quality and, for
 ``p_theme_text`` of the samples, the theme; neighbours' images give the theme for all. Node ids are
 shuffled; the harness's default ``graph.sample(node, 2, max_nodes)`` (nearest first) holds the whole
@@ -117,7 +121,7 @@ ZS_DEFAULTS: dict[str, Any] = {
 GEN_DEFAULTS: dict[str, Any] = {
     "seed": 0, "num_train": 200, "num_valid": 50, "num_test": 50,
     "num_themes": 8, "num_objects": 16, "num_qualities": 10,
-    "p_theme_text": 0.5, "distractors": [1, 3], "p_cross_link": 0.5, "max_nodes": 12,
+    "p_theme_text": 0.5, "distractors": [1, 3], "p_cross_link": 0.5, "p_decoy_note": 0.0, "max_nodes": 12,
     "image_size": 64, "image_noise": 10.0, "colour_jitter": 10.0,
 }
 # key -> (kind, low, high) with kind int | float | range (an inclusive [low, high] pair of ints)
@@ -139,6 +143,7 @@ _SPECS: dict[str, dict[str, tuple[str, float, float]]] = {
                   "num_test": ("int", 1, 10**6), "num_themes": ("int", 2, len(THEMES)),
                   "num_objects": ("int", 2, len(TYPE_NOUNS)), "num_qualities": ("int", 2, len(QUALITIES)),
                   "p_theme_text": ("float", 0, 1), "distractors": ("range", 0, 20), "p_cross_link": ("float", 0, 1),
+                  "p_decoy_note": ("float", 0, 1),
                   "max_nodes": ("int", 4, 1000), "image_size": ("int", 16, 512),
                   "image_noise": ("float", 0, 100), "colour_jitter": ("float", 0, 100)},
 }
@@ -175,10 +180,15 @@ def check_params(kind: str, given: Any, where: str) -> dict[str, Any]:
         if p["num_nodes"] < 2 * p["num_classes"]:
             raise ConfigError(f"{where}: {kind}: num_nodes must be at least twice num_classes")
     else:
-        need = 4 + 2 * p["distractors"][1]
+        decoys = int(p["p_decoy_note"] > 0)
+        need = 4 + 2 * p["distractors"][1] + decoys
         if p["max_nodes"] < need:
-            raise ConfigError(f"{where}: {kind}: max_nodes must be at least 4 + 2 * max distractors = {need}, "
-                              f"so that every sample holds its whole 2-hop neighbourhood; got {p['max_nodes']}")
+            raise ConfigError(f"{where}: {kind}: max_nodes must be at least 4 + 2 * max distractors"
+                              f"{' + 1 (decoy note)' if decoys else ''} = {need}, so that every sample holds its "
+                              f"whole 2-hop neighbourhood; got {p['max_nodes']}")
+        if decoys and p["distractors"][0] < 1:
+            raise ConfigError(f"{where}: {kind}: p_decoy_note > 0 needs at least one distractor per target "
+                              f"(a decoy note hangs from one); got distractors {p['distractors']}")
     return p
 
 
@@ -394,9 +404,11 @@ def generate_gen(params: dict[str, Any], task: str = "synth-gen", where: str = "
     theme_in_text = rng.random(n_t) < p["p_theme_text"]
     lo, hi = p["distractors"]
     n_dis = rng.integers(lo, hi + 1, n_t)
+    # drawn only when asked for, so that a card without decoys generates exactly what it did before
+    has_decoy = rng.random(n_t) < p["p_decoy_note"] if p["p_decoy_note"] > 0 else np.zeros(n_t, dtype=bool)
 
-    # local layout per component: target, scene, link, note, distractors...; then ids are shuffled
-    sizes = 4 + n_dis
+    # local layout per component: target, scene, link, note, distractors..., [decoy note]; then ids are shuffled
+    sizes = 4 + n_dis + has_decoy
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     n = int(sizes.sum())
     ids = rng.permutation(n)  # local position -> node id
@@ -405,6 +417,13 @@ def generate_gen(params: dict[str, Any], task: str = "synth-gen", where: str = "
     dis_local = first[comp_of_dis] + 4 + (np.arange(int(n_dis.sum())) - np.repeat(np.cumsum(n_dis) - n_dis, n_dis))
     dis = ids[dis_local]
     dis_obj = (obj[comp_of_dis] + rng.integers(1, len(objects), len(dis))) % len(objects)
+    with_decoy = np.flatnonzero(has_decoy)
+    decoy = ids[first[with_decoy] + 4 + n_dis[with_decoy]]
+    decoy_parent, decoy_quality = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if len(with_decoy):
+        dis_start = np.cumsum(n_dis) - n_dis  # first position of each component's distractors in ``dis``
+        decoy_parent = dis[dis_start[with_decoy] + rng.integers(0, n_dis[with_decoy])]
+        decoy_quality = (quality[with_decoy] + rng.integers(1, len(qualities), len(with_decoy))) % len(qualities)
 
     texts: list[str | None] = [None] * n
     images_colour = np.full((n, 3), np.nan)
@@ -431,16 +450,20 @@ def generate_gen(params: dict[str, Any], task: str = "synth-gen", where: str = "
         kinds[nt] = "note"
     for d, o in zip(dis.tolist(), dis_obj.tolist(), strict=True):
         texts[d], kinds[d], has_image[d] = item(o), "item", True
+    for d, q in zip(decoy.tolist(), decoy_quality.tolist(), strict=True):
+        texts[d] = f"this {NEUTRAL_ADJ[rng.integers(len(NEUTRAL_ADJ))]} report calls it {qualities[q]}"
+        kinds[d] = "note"
 
     # edges (type 0 text-text, 1 image-image, 2 text-image)
     comp_dis_tgt = tgt[comp_of_dis]
     pool = rng.permutation(dis)
     n_pairs = int(len(pool) * p["p_cross_link"]) // 2
     pairs = pool[: 2 * n_pairs].reshape(-1, 2)
-    src = np.concatenate([tgt, tgt, link, comp_dis_tgt, pairs[:, 0]])
-    dst = np.concatenate([scene, link, note, dis, pairs[:, 1]])
+    src = np.concatenate([tgt, tgt, link, comp_dis_tgt, pairs[:, 0], decoy_parent])
+    dst = np.concatenate([scene, link, note, dis, pairs[:, 1], decoy])
     etype = np.concatenate([np.where(theme_in_text, 0, 2), np.zeros(2 * n_t, dtype=np.int64),
-                            np.zeros(len(dis), dtype=np.int64), np.ones(n_pairs, dtype=np.int64)])
+                            np.zeros(len(dis), dtype=np.int64), np.ones(n_pairs, dtype=np.int64),
+                            np.zeros(len(decoy), dtype=np.int64)])
     edge_index, edge_type = _both_directions(src, dst, etype)
 
     order = rng.permutation(n_t)

@@ -52,6 +52,7 @@ from mmbench.registry import register_model
 
 VARIANTS = ("hop-diffused", "hop-aware")
 SOFT_TOKEN_SCALES = ("none", "embedding-rms")
+FEATURE_NORMS = ("none", "standardise")
 
 
 @dataclass
@@ -85,8 +86,11 @@ class Graph4MMConfig(GraphLMConfig):
     use_qformer: bool = True          # False: each image slot's token group = its (structured) image node repeated
     soft_token_scale: str = "none"    # none (the public code) | embedding-rms: each soft token rescaled to the RMS
                                       # of the LM's input embeddings (README, Graph4MM section: why)
+    feature_norm: str = "none"        # none | standardise: each frozen encoder dimension centred and scaled to
+                                      # unit variance over the task's encoded nodes before its projection
 
-    keys_added_later: ClassVar[dict[str, Any]] = {**GraphLMConfig.keys_added_later, "soft_token_scale": "none"}
+    keys_added_later: ClassVar[dict[str, Any]] = {**GraphLMConfig.keys_added_later, "soft_token_scale": "none",
+                                                      "feature_norm": "none"}
 
 
 def _check(c: Graph4MMConfig) -> None:
@@ -99,6 +103,8 @@ def _check(c: Graph4MMConfig) -> None:
     if c.soft_token_scale not in SOFT_TOKEN_SCALES:
         raise ConfigError(f"graph4mm: soft_token_scale={c.soft_token_scale!r}: expected "
                           f"{' or '.join(SOFT_TOKEN_SCALES)}")
+    if c.feature_norm not in FEATURE_NORMS:
+        raise ConfigError(f"graph4mm: feature_norm={c.feature_norm!r}: expected {' or '.join(FEATURE_NORMS)}")
     if c.qformer_order not in ("paper", "public"):
         raise ConfigError(f"graph4mm: qformer_order={c.qformer_order!r}: expected paper or public")
     for key in ("queries_per_image", "max_image_slots", "max_text_nodes", "diffusion_heads", "qformer_heads"):
@@ -147,6 +153,22 @@ class Graph4MMNet(nn.Module):
         # embedding-rms: the RMS over all entries of the LM's input-embedding table (a constant, not trained)
         emb = unwrap(lm).get_input_embeddings().weight.detach().float()
         self.soft_token_rms = float(emb.pow(2).mean().sqrt()) if c.soft_token_scale == "embedding-rms" else 0.0
+        self.feature_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def set_feature_stats(self, text: tuple[torch.Tensor, torch.Tensor] | None,
+                          image: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """``feature_norm=standardise``: fixed per-column (mean, std) of the frozen encodings, taken once over
+        every node the model was set up with (no labels). Pooled CNN features put most of their variance into
+        what all images share (background, shape, position): synth-gen's scene images of one theme have cosine
+        0.71 against 0.68 across themes, 0.08 against -0.01 once standardised."""
+        self.feature_stats = {k: v for k, v in (("text", text), ("image", image)) if v is not None}
+
+    def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Frozen encodings (N, D) of ``modality`` -> projected (N, d), standardised first when set."""
+        if modality in self.feature_stats:
+            mean, std = self.feature_stats[modality]
+            x = (x - mean.to(x)) / std.to(x)
+        return (self.text_proj if modality == "text" else self.image_proj)(x)
 
     def to_lm(self, x: torch.Tensor) -> torch.Tensor:
         """(..., d) -> (..., LM width) soft tokens; with ``soft_token_scale=embedding-rms`` each token is divided
@@ -196,6 +218,13 @@ def _keep_edges(edges: torch.Tensor, keep: list[int]) -> torch.Tensor:
     return torch.tensor(cols, dtype=torch.long).t().reshape(2, -1)
 
 
+def column_stats(table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mean (D,), std (D,)) over the rows of an encoder table (N, D), or None without two rows."""
+    if table is None or len(table) < 2:
+        return None
+    return table.mean(0), table.std(0).clamp_min(1e-6)
+
+
 class Graph4MMParts:
     """Graph4MM's own pieces on the ``GraphLMCore`` skeleton: encoders, modules, MM-QFormer soft tokens."""
 
@@ -213,8 +242,11 @@ class Graph4MMParts:
                              target_text=True, max_length=c.text_max_length, progress=self.progress)
 
     def make_net(self, lm: nn.Module, width: int) -> nn.Module:
-        return Graph4MMNet(lm, self.config, self.enc.text_dim, self.enc.image_dim if self.config.use_images else 0,
-                           width)
+        net = Graph4MMNet(lm, self.config, self.enc.text_dim, self.enc.image_dim if self.config.use_images else 0,
+                          width)
+        if self.config.feature_norm == "standardise":
+            net.set_feature_stats(column_stats(self.enc.text_table), column_stats(self.enc.image_table))
+        return net
 
     # ------------------------------------------------------------------ soft tokens
     def _modalities(self, samples: list[GraphSample]) -> tuple[PackedModality, PackedModality, list[list[int]]]:
@@ -249,7 +281,7 @@ class Graph4MMParts:
         bsz = len(samples)
         if not c.use_images or image.rows.numel() == 0:
             return [{} for _ in samples]
-        img = net.image_struct(net.image_proj(self.enc.image_table[image.rows]), image.edges, image.hops)
+        img = net.image_struct(net.encode("image", self.enc.image_table[image.rows]), image.edges, image.hops)
         n_i = max(len(x) for x in slot_nodes)
         img_pad = img.new_zeros(bsz, n_i, net.d)
         img_mask = torch.zeros(bsz, n_i, dtype=torch.bool, device=self.device)
@@ -260,7 +292,7 @@ class Graph4MMParts:
         else:
             txt_pad = txt_mask = None
             if text.rows.numel():
-                txt = net.text_struct(net.text_proj(self.enc.text_table[text.rows]), text.edges, text.hops)
+                txt = net.text_struct(net.encode("text", self.enc.text_table[text.rows]), text.edges, text.hops)
                 n_t = int(text.local.max()) + 1
                 txt_pad = txt.new_zeros(bsz, n_t, net.d)
                 txt_mask = torch.zeros(bsz, n_t, dtype=torch.bool, device=self.device)
