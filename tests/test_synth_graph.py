@@ -196,6 +196,17 @@ def test_gen_decoy_notes_hang_from_a_distractor_so_only_structure_tells_the_qual
             assert true_note or g.kinds[parent] == "item"
 
 
+def test_decoy_probe_card_is_the_bundled_synth_gen_plus_decoy_notes(bundled, env):
+    """tasks/probes/synth-gen-decoy.yaml: its counts verify, and it holds every synth-gen text plus 450 decoys."""
+    from mmbench.paths import PROJECT_ROOT
+
+    probe = load_task_data(load_card(PROJECT_ROOT / "tasks" / "probes" / "synth-gen-decoy.yaml"))
+    gen = bundled["synth-gen"].graph
+    assert probe.verified and probe.graph.num_nodes == gen.num_nodes + 450
+    assert probe.graph.kinds.count("note") == 2 * gen.kinds.count("note")
+    assert sum(t is not None for t in probe.graph.targets) == 450 and probe.graph.splits["test"].numel() == 200
+
+
 def test_gen_without_decoy_notes_is_the_bundled_data(tmp_path, bundled):
     """``p_decoy_note`` = 0 (the default) draws nothing extra: the same data as a card without the key."""
     card = small_card(tmp_path, "synth-gen")
