@@ -45,12 +45,12 @@ from mmbench.backbones_core import (  # noqa: F401
 from mmbench.backbones_lm import (  # noqa: F401
     _causal_lm,
     _smollm2_dir,
-    _smollm2_folder,
     _tiny_llama,
     backbone_root,
     causal_lm,
     lm_identity,
     load_causal_lm,
+    smollm2_folder,
 )
 from mmbench.backbones_text import (  # noqa: F401
     TextEncoder,

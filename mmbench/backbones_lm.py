@@ -41,7 +41,7 @@ def _smollm2_dir() -> Path:
     return Path(spec.origin).parent
 
 
-def _smollm2_folder() -> Path:
+def smollm2_folder() -> Path:
     """SmolLM2-135M-Instruct dequantised once (~20 s) from its GGUF and cached as safetensors."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -84,7 +84,7 @@ def _causal_lm(name: str) -> tuple[Any, Any, BackboneIdentity]:
         model, tok = _tiny_llama()
         ident = config_identity("causal-lm", name, model.config, "random-init:seed0")
     else:
-        folder = _smollm2_folder() if name == "smollm2" else pretrained_dir(name, "LM")
+        folder = smollm2_folder() if name == "smollm2" else pretrained_dir(name, "LM")
         try:
             tok = AutoTokenizer.from_pretrained(str(folder))
             model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)

