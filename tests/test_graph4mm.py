@@ -138,9 +138,15 @@ def test_standardised_features_enter_the_projections_centred_with_unit_variance(
     assert torch.equal(plain.module.encode("image", enc.image_table), plain.module.image_proj(enc.image_table))
 
 
+def test_query_init_std_sets_the_scale_of_the_initial_queries(mm_samples):
+    small, public = model(mm_samples, query_init_std=0.02), model(mm_samples)
+    assert abs(float(small.module.qformer.queries.std()) - 0.02) < 0.002
+    assert abs(float(public.module.qformer.queries.std()) - 1.0) < 0.1
+
+
 def test_bad_values_are_refused(mm_samples):
     for over, msg in ((dict(variant="hop"), "variant"), (dict(placement="middle"), "placement"),
-                      (dict(feature_norm="l2"), "feature_norm"),
+                      (dict(feature_norm="l2"), "feature_norm"), (dict(query_init_std=0.0), "query_init_std"),
                       (dict(soft_token_scale="unit"), "soft_token_scale"),
                       (dict(qformer_order="x"), "qformer_order"), (dict(queries_per_image=0), "queries_per_image")):
         with pytest.raises(ConfigError, match=msg):

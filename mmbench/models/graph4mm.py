@@ -80,6 +80,7 @@ class Graph4MMConfig(GraphLMConfig):
     qformer_blocks: int = 1
     qformer_heads: int = 4
     qformer_order: str = "paper"      # paper (shared self-attention, then cross-attention) | public
+    query_init_std: float = 1.0       # queries ~ N(0, std^2) at init (public code: randn, 1.0; BLIP-2: 0.02)
     text_structure: bool = True       # False: text nodes attend to nothing but themselves (ablation)
     image_structure: bool = True
     use_images: bool = True           # False: no image nodes, no MM-QFormer tokens (ablation)
@@ -90,7 +91,8 @@ class Graph4MMConfig(GraphLMConfig):
                                       # unit variance over the task's encoded nodes before its projection
 
     keys_added_later: ClassVar[dict[str, Any]] = {**GraphLMConfig.keys_added_later, "soft_token_scale": "none",
-                                                      "feature_norm": "none"}
+                                                      "feature_norm": "none",
+                                                      "query_init_std": 1.0}
 
 
 def _check(c: Graph4MMConfig) -> None:
@@ -105,6 +107,8 @@ def _check(c: Graph4MMConfig) -> None:
                           f"{' or '.join(SOFT_TOKEN_SCALES)}")
     if c.feature_norm not in FEATURE_NORMS:
         raise ConfigError(f"graph4mm: feature_norm={c.feature_norm!r}: expected {' or '.join(FEATURE_NORMS)}")
+    if not c.query_init_std > 0:
+        raise ConfigError(f"graph4mm: query_init_std must be positive, got {c.query_init_std}")
     if c.qformer_order not in ("paper", "public"):
         raise ConfigError(f"graph4mm: qformer_order={c.qformer_order!r}: expected paper or public")
     for key in ("queries_per_image", "max_image_slots", "max_text_nodes", "diffusion_heads", "qformer_heads"):
@@ -148,7 +152,8 @@ class Graph4MMNet(nn.Module):
         self.text_struct = ModalityStructure(c.text_variant or c.variant, c.text_structure, c, d)
         self.image_struct = ModalityStructure(c.image_variant or c.variant, c.image_structure, c, d)
         self.qformer = MMQFormer(d, c.max_image_slots * c.queries_per_image, c.qformer_heads, 4 * d,
-                                 c.qformer_blocks, c.qformer_order) if c.use_qformer else None
+                                 c.qformer_blocks, c.qformer_order, query_init_std=c.query_init_std) \
+            if c.use_qformer else None
         self.out_proj = nn.Linear(d, lm_width)
         # embedding-rms: the RMS over all entries of the LM's input-embedding table (a constant, not trained)
         emb = unwrap(lm).get_input_embeddings().weight.detach().float()
