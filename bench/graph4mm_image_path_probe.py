@@ -27,10 +27,11 @@ import torch.nn.functional as F
 
 from mmbench.api import GenerationTrainingData
 from mmbench.backbones_lm import causal_lm
-from mmbench.config import build_config
+from mmbench.config import build_config, parse_overrides
 from mmbench.data.synth_graph import generate_gen
 from mmbench.models import lm_utils
 from mmbench.models.graph4mm import GEN_PRESETS, Graph4MMConfig, Graph4MMGenerator
+from mmbench.models.node_encodings import NodeEncodings
 from mmbench.tasks import get_card
 
 FAR_TEXT = ("\n[item] a little city lies near the ridge\n[item] this quiet mountain rests near the hill\n[link] a "
@@ -62,23 +63,24 @@ def graph4mm(samples: dict, targets: dict, over: dict) -> Graph4MMGenerator:
     return model
 
 
-def theme_ids(tokenizer, targets: dict) -> tuple[list[str], torch.Tensor]:
-    """The theme names (sorted) and the first token id of " <name>" for each."""
+def theme_ids(tokenizer, targets: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The first token id of " <name>" for each theme name (sorted), and per split each target's theme index."""
     names = sorted({t.split()[1] for t in targets["train"]})
-    return names, torch.tensor([lm_utils.token_ids(tokenizer, " " + n)[0] for n in names])
+    labels = {k: torch.tensor([names.index(t.split()[1]) for t in v]) for k, v in targets.items()}
+    return torch.tensor([lm_utils.token_ids(tokenizer, " " + n)[0] for n in names]), labels
 
 
 def isolated(args: argparse.Namespace) -> None:
     samples, targets = load(False, args.p_theme_text)
-    enc = graph4mm(samples, targets, {"use_qformer": False}).enc       # the encoder cache's tables
+    enc = NodeEncodings(None, Graph4MMConfig.vision_encoder)             # Graph4MM's image encoder, cached
+    enc.add(samples["train"] + samples["test"])
 
     def scene_features(split: str) -> torch.Tensor:                     # (n, D) frozen image features
         rows = [enc.image_row(next(n.image for n in s.nodes if n.kind == "scene")) for s in samples[split]]
         return enc.image_table[torch.tensor(rows)].float()
     lm, tok = causal_lm("smollm2")
     lm.eval().requires_grad_(False)
-    names, first = theme_ids(tok, targets)
-    label = {k: torch.tensor([names.index(t.split()[1]) for t in targets[k]]) for k in ("train", "test")}
+    first, label = theme_ids(tok, targets)
     x = {k: scene_features(k) for k in ("train", "test")}
     emb = lm.get_input_embeddings()
     pre = emb(torch.tensor(lm_utils.token_ids(tok, "Image:")))
@@ -105,28 +107,25 @@ def isolated(args: argparse.Namespace) -> None:
 
 
 def pipeline(args: argparse.Namespace) -> None:
-    over: dict = {"use_qformer": False, "trainable": "none"}
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        over[k] = v
+    over = {"use_qformer": False, "trainable": "none", **parse_overrides(args.set)}
     samples, targets = load(args.scene_only, args.p_theme_text)
     model = graph4mm(samples, targets, over)
-    names, first = theme_ids(model.tokenizer, targets)
+    first, label = theme_ids(model.tokenizer, targets)
     test_targets = [lm_utils.target_ids(model.tokenizer, t, 32) for t in targets["test"]]
-    test_label = torch.tensor([names.index(t.split()[1]) for t in targets["test"]])
 
     def theme_rows(b: dict) -> torch.Tensor:                            # (B,) position of the theme label
-        return (b["labels"] != -100).float().argmax(1) + 1              # the target's 2nd token
+        return (b["labels"] != lm_utils.IGNORE_INDEX).float().argmax(1) + 1   # the target's 2nd token
 
     def accuracy() -> float:
         model.module.eval()
         right = 0
         with torch.no_grad():
             for i in range(0, len(samples["test"]), 25):
+                # with targets (teacher-forced) and right padding, as in training
                 b = model.batch(samples["test"][i:i + 25], test_targets[i:i + 25], training=True)
                 logits = model.module.lm(inputs_embeds=b["inputs_embeds"], attention_mask=b["attention_mask"]).logits
                 at = logits[torch.arange(logits.shape[0]), theme_rows(b) - 1][:, first]
-                right += int((at.argmax(1) == test_label[i:i + 25]).sum())
+                right += int((at.argmax(1) == label["test"][i:i + 25]).sum())
         model.module.train()
         return right / len(samples["test"])
     gen = torch.Generator().manual_seed(0)
