@@ -92,7 +92,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 class RunLock:
-    """An exclusive lock on one run key: a lock file holding ``pid host time``, created with O_EXCL.
+    """An exclusive lock on one run key: a lock file holding ``pid host time``, created atomically with its content.
 
     ``acquire`` waits while another live process holds it (calling ``on_wait(holder)`` once), and takes over a
     stale lock (its pid is gone on this host). Used as a context manager; the file is removed on release."""
@@ -128,24 +128,41 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         told = False
         while True:
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if self._create(f"{os.getpid()} {socket.gethostname()} {stamp}\n"):
+                self.held = True
+                return
+            holder = self.holder()
+            if self._stale(holder):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                continue
+            if not told and on_wait is not None:
+                on_wait(holder)
+                told = True
+            time.sleep(self.poll)
+
+    def _create(self, content: str) -> bool:
+        """Create the lock file with ``content`` already in it (False: it exists). The content is written to a
+        private file first and hard-linked into place, so a waiting process never reads a lock without its pid;
+        where the file system has no hard links, an O_EXCL create followed by the write."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(content, encoding="utf-8")
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:   # no hard links here
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
-                holder = self.holder()
-                if self._stale(holder):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    continue
-                if not told and on_wait is not None:
-                    on_wait(holder)
-                    told = True
-                time.sleep(self.poll)
-                continue
-            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                return False
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(f"{os.getpid()} {socket.gethostname()} {stamp}\n")
-            self.held = True
-            return
+                f.write(content)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self.held:
