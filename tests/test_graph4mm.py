@@ -19,7 +19,7 @@ from mmbench.config import build_config
 from mmbench.errors import ConfigError
 from mmbench.models.graph4mm import Graph4MMClassifier, Graph4MMConfig, Graph4MMGenerator
 from mmbench.models.graph_lm import content_free_sample
-from mmbench.models.graph_prompts import interleaved_prompt
+from mmbench.models.graph_prompts import LAYOUTS, interleaved_prompt
 from mmbench.registry import get_model
 
 
@@ -64,6 +64,34 @@ def test_soft_tokens_land_after_their_nodes_text(mm_samples):
     assert int(b["soft_mask"].sum()) == 12
     assert b["labels"][0][b["labels"][0] != -100].tolist() == [5, 6, 102]
     assert not bool((b["labels"][0] != -100)[b["soft_mask"][0]].any())
+
+
+def test_related_layout_reads_as_the_lm_cls_prompt_with_soft_tokens_after_their_text(tmp_path):
+    from baselines.lm_cls import build_prompts
+
+    img = png(tmp_path / "n.png", (0, 0, 200))
+    s = sample("r", "The target item.", [("First friend.", None, 1), ("Second friend.", img, 1),
+                                         ("A far note.", None, 2)])
+    m = model([s])
+    tok = m.tokenizer
+    soft = {2: torch.ones(4, 64)}
+    parts, admitted = interleaved_prompt(tok, s, soft, 384, "\nCategory:", layout=LAYOUTS["related"])
+    assert admitted == [0, 1, 2]                                        # the 2-hop note is left out
+    assert [isinstance(p, torch.Tensor) and p.is_floating_point() for p in parts] == [False] * 4 + [True, False]
+    text = tok.decode([i for p in parts if not isinstance(p, torch.Tensor) for i in p])
+
+    class Graph:  # the same three nodes as lm-cls sees them: the target's in-neighbours 1 and 2, in that order
+        texts = ["The target item.", "First friend.", "Second friend."]
+        num_nodes = 3
+        edge_index = torch.tensor([[1, 2], [0, 0]])
+
+    want = build_prompts(Graph, [0], "Node: {text}\nRelated: {neighbors}\nCategory:", 8, 200)[0]
+    assert text == tok.decode(tok(want, add_special_tokens=False)["input_ids"])
+    # the budget counts the separator: a prompt one token short of the whole drops the last piece's tail
+    full = sum(p.shape[0] if isinstance(p, torch.Tensor) else len(p) for p in parts)
+    short, _ = interleaved_prompt(tok, s, soft, full - 1, "\nCategory:", layout=LAYOUTS["related"],
+                                  min_piece_tokens=100)
+    assert not any(isinstance(p, torch.Tensor) for p in short)          # the second friend and its tokens go
 
 
 def test_prefix_placement_puts_all_tokens_first(mm_samples):
@@ -144,11 +172,21 @@ def test_query_init_std_sets_the_scale_of_the_initial_queries(mm_samples):
     assert abs(float(public.module.qformer.queries.std()) - 1.0) < 0.1
 
 
+def test_graph_edges_all_links_the_images_of_related_nodes(mm_samples):
+    # sample a: target (red) - scene (blue) - note - image-only node (green), every edge text-text: the typed
+    # image graph has no edge; with graph_edges=all the target's and the scene's images are linked
+    typed, whole = model(mm_samples[:1]), model(mm_samples[:1], graph_edges="all")
+    assert typed._modalities(mm_samples[:1])[1].edges.shape == (2, 0)
+    assert whole._modalities(mm_samples[:1])[1].edges.tolist() == [[0, 1], [1, 0]]
+    assert torch.equal(typed._modalities(mm_samples[:1])[0].edges, whole._modalities(mm_samples[:1])[0].edges)
+
+
 def test_bad_values_are_refused(mm_samples):
     for over, msg in ((dict(variant="hop"), "variant"), (dict(placement="middle"), "placement"),
                       (dict(feature_norm="l2"), "feature_norm"), (dict(query_init_std=0.0), "query_init_std"),
                       (dict(soft_token_scale="unit"), "soft_token_scale"),
-                      (dict(qformer_order="x"), "qformer_order"), (dict(queries_per_image=0), "queries_per_image")):
+                      (dict(qformer_order="x"), "qformer_order"), (dict(queries_per_image=0), "queries_per_image"),
+                      (dict(graph_edges="some"), "graph_edges"), (dict(prompt_layout="table"), "prompt_layout")):
         with pytest.raises(ConfigError, match=msg):
             model(mm_samples, **over)
 

@@ -204,14 +204,17 @@ def _rows(t):
     return [tuple(r) for r in t.T.tolist()]
 
 
+# 0: text+image, 1: text only, 2: image only, 3: neither, 4: empty text + image, 5: text+image
+TYPED_EXAMPLE = dict(
+    nodes=[("a", "a.jpg", 0), ("b", None, 1), (None, "c.jpg", 1), (None, None, 2), ("", "e.jpg", 2),
+           ("f", "f.jpg", 1)],
+    edges=[(0, 1), (1, 0), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1), (0, 3), (1, 1), (4, 2), (0, 4), (4, 0),
+           (5, 0), (0, 0)],
+    types=[0, 0, 0, 1, 1, 2, 2, 0, 0, 1, 2, 2, 2, 2])
+
+
 def test_modality_views_typed_edges():
-    # 0: text+image, 1: text only, 2: image only, 3: neither, 4: empty text + image, 5: text+image
-    nodes = [("a", "a.jpg", 0), ("b", None, 1), (None, "c.jpg", 1), (None, None, 2), ("", "e.jpg", 2),
-             ("f", "f.jpg", 1)]
-    edges = [(0, 1), (1, 0), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1), (0, 3), (1, 1), (4, 2), (0, 4), (4, 0),
-             (5, 0), (0, 0)]
-    types = [0, 0, 0, 1, 1, 2, 2, 0, 0, 1, 2, 2, 2, 2]
-    v = modality_views(_sample(nodes, edges, types))
+    v = modality_views(_sample(**TYPED_EXAMPLE))
     assert v.text_nodes.tolist() == [0, 1, 5] and v.image_nodes.tolist() == [0, 2, 4, 5]
     assert v.text_hops.tolist() == [0, 1, 1] and v.image_hops.tolist() == [0, 1, 2, 1]
     # text-text: 0->1, 1->0 (duplicate dropped); 0->3 has no text at 3; 1->1 is a loop
@@ -233,6 +236,18 @@ def test_modality_views_single_edge_type_relates_whole_nodes():
     assert _rows(v.text_edges) == [(0, 1), (1, 0)]  # node 2 has no text; the loop and the duplicate are dropped
     assert _rows(v.image_edges) == [(0, 1), (1, 0), (1, 2), (2, 1)]  # node 1 has no image
     assert _rows(v.cross_edges) == [(0, 0), (2, 2)]  # only each node's own two modalities
+
+
+def test_modality_views_untyped_reads_every_edge_as_relating_the_whole_nodes():
+    # the typed example's nodes and edges: with typed=False every edge links texts where both ends have text
+    # and images where both have an image; only each node's own pair stays a cross edge
+    v = modality_views(_sample(**TYPED_EXAMPLE), typed=False)
+    assert v.text_nodes.tolist() == [0, 1, 5] and v.image_nodes.tolist() == [0, 2, 4, 5]
+    assert _rows(v.text_edges) == [(0, 1), (1, 0), (2, 0)]            # + text(5) -> text(0) from 5-0
+    assert _rows(v.image_edges) == [(0, 1), (0, 2), (1, 0), (2, 0), (2, 1), (3, 0)]  # + 0<->4, 5 -> 0
+    assert _rows(v.cross_edges) == [(0, 0), (2, 3)]
+    typed = modality_views(_sample(**TYPED_EXAMPLE))
+    assert _rows(typed.image_edges) == [(0, 1), (1, 0), (2, 1)]       # the default is unchanged
 
 
 def test_modality_views_other_names_mixed_with_the_defaults_and_empty_samples():

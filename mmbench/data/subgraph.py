@@ -24,6 +24,10 @@ Structural Information") treat the text nodes and the image nodes of a sample as
   the text) links text(u)-image(v) and image(u)-text(v), each where both ends are present.
 * an edge of any other type name (single-type graphs such as Ele-fashion's co-purchase edges, or a user's
   own types) relates the whole nodes: text(u) -> text(v) and image(u) -> image(v), each where present.
+* ``typed=False`` reads every edge by the last rule, whatever its type name: two related nodes relate through
+  both their modalities (a text-image edge between two nodes that both have an image then also links their
+  images). This is how the public Graph4MM code builds its image graph: images are linked when their
+  sections are adjacent, whatever relates the sections.
 * text and image edges keep the direction of the stored edge (an edge stored both ways gives both); each
   (source, target) pair appears once and self loops are dropped. Cross edges are undirected pairs: one row
   (text position, image position) per pair, never the reverse. Every edge list is sorted by its rows
@@ -192,14 +196,16 @@ class ModalityViews:
     image_hops: torch.Tensor
 
 
-def modality_views(sample: GraphSample) -> ModalityViews:
-    """Split ``sample`` into its text graph, its image graph and the text-image links between them."""
+def modality_views(sample: GraphSample, typed: bool = True) -> ModalityViews:
+    """Split ``sample`` into its text graph, its image graph and the text-image links between them; with
+    ``typed=False`` every edge relates the whole nodes (module docstring)."""
     n = len(sample.nodes)
     text_pos = _slots([bool(x.text) for x in sample.nodes])  # (n,) position in text_nodes, -1 = no text
     image_pos = _slots([bool(x.image) for x in sample.nodes])
     hops = np.array([x.hop for x in sample.nodes], dtype=np.int64)
     u, v = np.asarray(sample.edge_index, dtype=np.int64).reshape(2, -1)
-    codes = np.array([_EDGE_RULES.get(name, _WHOLE) for name in sample.edge_type_names], dtype=np.int64)
+    codes = np.array([_EDGE_RULES.get(name, _WHOLE) if typed else _WHOLE for name in sample.edge_type_names],
+                     dtype=np.int64)
     rule = codes[np.asarray(sample.edge_type, dtype=np.int64)]  # (m,) one of the rule codes
     text_like, image_like = (rule == _TEXT) | (rule == _WHOLE), (rule == _IMAGE) | (rule == _WHOLE)
     cross, own = rule == _CROSS, np.arange(n)

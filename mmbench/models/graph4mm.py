@@ -9,7 +9,9 @@ a text graph and an image graph):
                    shared encoder cache (``NodeEncodings``): no epoch re-encodes anything
   structure        per modality, Hop-Diffused Attention over that modality's graph (attention restricted to its
                    edges, row-normalised, ``h + sum_k theta_k A^k h``; ``graph4mm_layers``), or the hop-aware
-                   variant (a learned hop-distance embedding added instead), or nothing (ablations)
+                   variant (a learned hop-distance embedding added instead), or nothing (ablations). The graphs
+                   follow the edge types (``graph_edges=typed``) or take every edge for both modalities
+                   (``graph_edges=all``, as the public code chains the images of adjacent sections)
   MM-QFormer       ``queries_per_image`` learned queries per image slot (``max_image_slots`` slots, nearest images
                    first) self-attend jointly with the text nodes, cross-attend to the image nodes, FFN;
                    ``qformer_blocks`` blocks; output -> Linear(d -> LM width): slot s's group of tokens
@@ -53,6 +55,7 @@ from mmbench.registry import register_model
 VARIANTS = ("hop-diffused", "hop-aware")
 SOFT_TOKEN_SCALES = ("none", "embedding-rms")
 FEATURE_NORMS = ("none", "standardise")
+GRAPH_EDGES = ("typed", "all")
 
 
 @dataclass
@@ -81,6 +84,10 @@ class Graph4MMConfig(GraphLMConfig):
     qformer_heads: int = 4
     qformer_order: str = "paper"      # paper (shared self-attention, then cross-attention) | public
     query_init_std: float = 1.0       # queries ~ N(0, std^2) at init (public code: randn, 1.0; BLIP-2: 0.02)
+    graph_edges: str = "typed"        # typed: the text graph holds text-text edges, the image graph image-image
+                                      # ones (modality_views rules) | all: every edge links the texts and the
+                                      # images of its two nodes (the public code links the images of adjacent
+                                      # sections, whatever relates them)
     text_structure: bool = True       # False: text nodes attend to nothing but themselves (ablation)
     image_structure: bool = True
     use_images: bool = True           # False: no image nodes, no MM-QFormer tokens (ablation)
@@ -92,7 +99,7 @@ class Graph4MMConfig(GraphLMConfig):
 
     keys_added_later: ClassVar[dict[str, Any]] = {**GraphLMConfig.keys_added_later, "soft_token_scale": "none",
                                                       "feature_norm": "none",
-                                                      "query_init_std": 1.0}
+                                                      "query_init_std": 1.0, "graph_edges": "typed"}
 
 
 def _check(c: Graph4MMConfig) -> None:
@@ -107,6 +114,8 @@ def _check(c: Graph4MMConfig) -> None:
                           f"{' or '.join(SOFT_TOKEN_SCALES)}")
     if c.feature_norm not in FEATURE_NORMS:
         raise ConfigError(f"graph4mm: feature_norm={c.feature_norm!r}: expected {' or '.join(FEATURE_NORMS)}")
+    if c.graph_edges not in GRAPH_EDGES:
+        raise ConfigError(f"graph4mm: graph_edges={c.graph_edges!r}: expected {' or '.join(GRAPH_EDGES)}")
     if not c.query_init_std > 0:
         raise ConfigError(f"graph4mm: query_init_std must be positive, got {c.query_init_std}")
     if c.qformer_order not in ("paper", "public"):
@@ -260,7 +269,7 @@ class Graph4MMParts:
         c = self.config
         texts, images, slot_nodes = [], [], []
         for s in samples:
-            v = modality_views(s)
+            v = modality_views(s, typed=c.graph_edges == "typed")
             order = {j: i for i, j in enumerate([0, *hop_priority(s)])}
             t_keep = [i for i in sorted(range(len(v.text_nodes)), key=lambda i: order[int(v.text_nodes[i])])
                       if self.enc.text_row(s.nodes[int(v.text_nodes[i])].text) >= 0][:c.max_text_nodes]

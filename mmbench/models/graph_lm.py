@@ -36,7 +36,7 @@ from mmbench.api import (
 from mmbench.devices import autocast
 from mmbench.errors import ConfigError
 from mmbench.models import lm_decode, lm_utils
-from mmbench.models.graph_prompts import interleaved_prompt, prefix_prompt
+from mmbench.models.graph_prompts import LAYOUTS, interleaved_prompt, prefix_prompt
 from mmbench.models.lm_forward import hidden_at, unwrap
 from mmbench.models.lm_policies import build_lm
 from mmbench.models.node_encodings import NodeEncodings
@@ -59,6 +59,8 @@ class GraphLMConfig(TrainSchedule):
     trainable: str = "last:4"         # the LM: none | prefix:n=.. | lora:.. | last:N | all
     dtype: str = "auto"               # fp32 | bf16 | fp16 | auto (fp32 on CPU, bf16 on a GPU that supports it)
     placement: str = "interleaved"    # soft tokens after their node's text | prefix (all before the text)
+    prompt_layout: str = "context"    # graph_prompts.LAYOUTS: context (a line per node, every hop) | related (the
+                                      # lm-cls baseline's "Node: ..\nRelated: .. | ..", 1-hop neighbours)
     lr: float = 1e-4                  # the adapter's own modules
     lm_lr: float = 5e-5               # LM parameters (when trainable is not none)
     weight_decay: float = 0.01
@@ -77,7 +79,7 @@ class GraphLMConfig(TrainSchedule):
 
     # keys added after records existed: at these values a run key leaves them out (runner.run_key_config)
     keys_added_later: ClassVar[dict[str, Any]] = {"cls_loss": "lm", "calibration": "none",
-                                                  "calibration_nodes": 256}
+                                                  "calibration_nodes": 256, "prompt_layout": "context"}
 
 
 def own_parameters(module: nn.Module) -> list[nn.Parameter]:
@@ -113,6 +115,8 @@ class GraphLMCore(lm_utils.TrainableLMState):
         c = self.config
         if c.placement not in ("interleaved", "prefix"):
             raise ConfigError(f"{self.name}: placement={c.placement!r}: expected interleaved or prefix")
+        if c.prompt_layout not in LAYOUTS:
+            raise ConfigError(f"{self.name}: prompt_layout={c.prompt_layout!r}: expected {' or '.join(LAYOUTS)}")
         if c.head not in ("likelihood", "linear"):
             raise ConfigError(f"{self.name}: head={c.head!r}: expected likelihood or linear")
         if c.cls_loss not in CLS_LOSSES:
@@ -141,13 +145,15 @@ class GraphLMCore(lm_utils.TrainableLMState):
     def prompts(self, samples: list[GraphSample]) -> list[list[Any]]:
         """One part list per sample (text ids and soft tokens), laid out by ``placement``."""
         c = self.config
+        layout = LAYOUTS[c.prompt_layout]
         out = []
         for s, soft in zip(samples, self.soft_tokens(samples), strict=True):
             if c.placement == "prefix":
                 parts, _ = prefix_prompt(self.tokenizer, s, [soft[j] for j in sorted(soft)], c.max_prompt_tokens,
-                                         self.suffix)
+                                         self.suffix, layout=layout)
             else:
-                parts, _ = interleaved_prompt(self.tokenizer, s, soft, c.max_prompt_tokens, self.suffix)
+                parts, _ = interleaved_prompt(self.tokenizer, s, soft, c.max_prompt_tokens, self.suffix,
+                                              layout=layout)
             out.append(parts)
         return out
 
