@@ -225,11 +225,18 @@ def _row_values(row: Row) -> dict | None:
     return seed_mean(per) if per else None
 
 
+def hardware(row: Row) -> set[str]:
+    """The processors (``device.name``) a row's records were computed on; records without one are left out."""
+    return {str(r.device["name"]) for r in row.records if r.device and r.device.get("name")}
+
+
 def render_ablations(records: list[ResultRecord]) -> list[str]:
     """Each row with ``--set`` overrides against the same model's row without any (its full model): the mean
     difference of the main metric and a paired bootstrap over the test samples both have. The full model
     enters with the ablation's seeds when it has all of them (a one-seed ablation meets the full model's
-    same seed, not its mean over seeds), else with all its seeds."""
+    same seed, not its mean over seeds), else with all its seeds. When the two were computed on different
+    processors the verdict says so: the same seed trains differently there (float rounding), so the
+    difference is not the ablation's alone."""
     from mmbench.significance import paired_test
 
     main = records[0].main_metric
@@ -259,6 +266,9 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
                 verdict = {"significantly better": "significantly worse",
                            "significantly worse": "significantly better"}.get(verdict, verdict)
             verdict += f" (p = {min(res.p_not_better, res.p_not_worse):.3f}, {res.n} samples)"
+        here, there = hardware(row), hardware(ref)
+        if here and there and here != there:
+            verdict += f"; other hardware ({', '.join(sorted(here))} vs {', '.join(sorted(there))})"
         body.append([row.label, str(len(row.records)), ref.label, str(len(ref.records)),
                      fmt_stat(row.values("test", main), main), f"{diff:+.4f}", verdict])
     if not body:

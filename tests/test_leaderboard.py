@@ -277,6 +277,26 @@ def test_ablation_rows_are_compared_with_their_full_model(tmp_path):
     assert not any(line.startswith("| omega [dim=8] | 1 | ") for line in page.split("Ablations")[1].splitlines())
 
 
+def test_an_ablation_on_other_hardware_says_so(tmp_path):
+    s = ResultStore(tmp_path / "results")
+    full = rec("f0", "zeta", {"dim": 8, "use_x": True}, {}, 0, 0.5, 2.0, 0.4, 10)
+    full.device = {"device": "cpu", "name": "Intel Xeon"}
+    moved = rec("a0", "zeta", {"dim": 8, "use_x": False}, {"use_x": False}, 0, 0.35, 2.0, 0.3, 10)
+    moved.device = {"device": "cpu", "name": "AMD EPYC"}
+    same = rec("b0", "zeta", {"dim": 16, "use_x": True}, {"dim": 16}, 0, 0.45, 2.0, 0.3, 10)
+    same.device = {"device": "cpu", "name": "Intel Xeon"}
+    unknown = rec("c0", "zeta", {"dim": 4, "use_x": True}, {"dim": 4}, 0, 0.4, 2.0, 0.3, 10)   # no device
+    for r in (full, moved, same, unknown):
+        s.write(r)
+    write_leaderboard(s, tmp_path / "lb")
+    page = _page(tmp_path / "lb" / "toy.md").split("Ablations")[1].splitlines()
+    row = next(line for line in page if line.startswith("| zeta [use_x=false] |"))
+    assert "no per-sample logs; other hardware (AMD EPYC vs Intel Xeon) |" in row
+    for label in ("zeta [dim=16]", "zeta [dim=4]"):
+        row = next(line for line in page if line.startswith(f"| {label} |"))
+        assert row.endswith("| no per-sample logs |")
+
+
 def test_rows_are_labelled_against_the_current_preset_and_later_keys_group():
     from mmbench.config import build_config, config_to_dict
     from mmbench.leaderboard import config_identity, label_settings, row_label
