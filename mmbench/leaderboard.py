@@ -232,9 +232,29 @@ def _row_values(row: Row) -> dict | None:
     return seed_mean(per) if per else None
 
 
-def hardware(row: Row) -> set[str]:
-    """The processors (``device.name``) a row's records were computed on; records without one are left out."""
-    return {str(r.device["name"]) for r in row.records if r.device and r.device.get("name")}
+def hardware(row: Row) -> set[tuple[str, int | None]]:
+    """(processor, CPU threads or None) of each of a row's records (``device.name``, ``device.threads`` where
+    it ran on a CPU: the same seed trains differently with another thread count, float reduction order);
+    records without a device name are left out."""
+    out = set()
+    for r in row.records:
+        dev = r.device or {}
+        if dev.get("name"):
+            out.add((str(dev["name"]), dev.get("threads") if dev.get("device") == "cpu" else None))
+    return out
+
+
+def hardware_differs(a: set[tuple[str, int | None]], b: set[tuple[str, int | None]]) -> bool:
+    """Different processors, or (where every record says) different CPU thread counts."""
+    if not a or not b:
+        return False
+    if {n for n, _ in a} != {n for n, _ in b}:
+        return True
+    return all(t is not None for _, t in a | b) and a != b
+
+
+def fmt_hardware(hw: set[tuple[str, int | None]]) -> str:
+    return " + ".join(f"{n} at {t} thread{'s' * (t != 1)}" if t else n for n, t in sorted(hw, key=str))
 
 
 def render_ablations(records: list[ResultRecord]) -> list[str]:
@@ -242,8 +262,8 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
     difference of the main metric and a paired bootstrap over the test samples both have. The full model
     enters with the ablation's seeds when it has all of them (a one-seed ablation meets the full model's
     same seed, not its mean over seeds), else with all its seeds. When the two were computed on different
-    processors the verdict says so: the same seed trains differently there (float rounding), so the
-    difference is not the ablation's alone."""
+    processors or CPU thread counts the verdict says so: the same seed trains differently there (float
+    rounding), so the difference is not the ablation's alone."""
     from mmbench.significance import paired_test
 
     main = records[0].main_metric
@@ -274,8 +294,8 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
                            "significantly worse": "significantly better"}.get(verdict, verdict)
             verdict += f" (p = {min(res.p_not_better, res.p_not_worse):.3f}, {res.n} samples)"
         here, there = hardware(row), hardware(ref)
-        if here and there and here != there:
-            verdict += f"; other hardware ({', '.join(sorted(here))} vs {', '.join(sorted(there))})"
+        if hardware_differs(here, there):
+            verdict += f"; other hardware ({fmt_hardware(here)} vs {fmt_hardware(there)})"
         body.append([row.label, str(len(row.records)), ref.label, str(len(ref.records)),
                      fmt_stat(row.values("test", main), main), f"{diff:+.4f}", verdict])
     if not body:

@@ -301,15 +301,34 @@ def test_an_ablation_on_other_hardware_says_so(tmp_path):
     same = rec("b0", "zeta", {"dim": 16, "use_x": True}, {"dim": 16}, 0, 0.45, 2.0, 0.3, 10)
     same.device = {"device": "cpu", "name": "Intel Xeon"}
     unknown = rec("c0", "zeta", {"dim": 4, "use_x": True}, {"dim": 4}, 0, 0.4, 2.0, 0.3, 10)   # no device
-    for r in (full, moved, same, unknown):
+    # the full model's thread count is not recorded: only the processor is compared
+    threads = rec("d0", "zeta", {"dim": 2, "use_x": True}, {"dim": 2}, 0, 0.4, 2.0, 0.3, 10)
+    threads.device = {"device": "cpu", "name": "Intel Xeon", "threads": 1}
+    for r in (full, moved, same, unknown, threads):
         s.write(r)
     write_leaderboard(s, tmp_path / "lb")
     page = _page(tmp_path / "lb" / "toy.md").split("Ablations")[1].splitlines()
     row = next(line for line in page if line.startswith("| zeta [use_x=false] |"))
     assert "no per-sample logs; other hardware (AMD EPYC vs Intel Xeon) |" in row
+    row = next(line for line in page if line.startswith("| zeta [dim=2] |"))
+    assert "no per-sample logs |" in row
     for label in ("zeta [dim=16]", "zeta [dim=4]"):
         row = next(line for line in page if line.startswith(f"| {label} |"))
         assert row.endswith("| no per-sample logs |")
+
+
+def test_hardware_differs_by_processor_or_known_thread_count():
+    from mmbench.leaderboard import fmt_hardware, hardware_differs
+
+    xeon2, xeon1, epyc2 = ("Xeon", 2), ("Xeon", 1), ("EPYC", 2)
+    assert hardware_differs({xeon2}, {xeon1})
+    assert hardware_differs({xeon2}, {epyc2})
+    assert not hardware_differs({xeon2}, {xeon2})
+    assert not hardware_differs({xeon2}, {("Xeon", None)})      # a count not recorded: not a difference
+    assert hardware_differs({xeon2, xeon1}, {xeon2})             # some seeds at another count
+    assert not hardware_differs(set(), {xeon2})                  # nothing recorded
+    assert fmt_hardware({xeon2, xeon1}) == "Xeon at 1 thread + Xeon at 2 threads"
+    assert fmt_hardware({("A100", None)}) == "A100"
 
 
 def test_rows_are_labelled_against_the_current_preset_and_later_keys_group():
