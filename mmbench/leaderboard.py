@@ -149,14 +149,14 @@ def group_rows(records: list[ResultRecord]) -> list[Row]:
     return list(rows.values())
 
 
+def rank_key(row: Row, split: str, main: str) -> float:
+    """Smaller is better: the row's mean ``main`` on ``split`` (negated where higher is better); inf if none."""
+    vals = row.values(split, main)
+    return (1 if is_lower_better(main) else -1) * statistics.fmean(vals) if vals else float("inf")
+
+
 def sort_rows(rows: list[Row], main: str) -> list[Row]:
-    sign = 1 if is_lower_better(main) else -1
-
-    def key(row: Row) -> tuple[float, str]:
-        vals = row.values("test", main)
-        return (sign * statistics.fmean(vals) if vals else float("inf"), row.label)
-
-    return sorted(rows, key=key)
+    return sorted(rows, key=lambda row: (rank_key(row, "test", main), row.label))
 
 
 def is_baseline(row: Row) -> bool:
@@ -172,13 +172,8 @@ def significance_markers(rows: list[Row], main: str) -> tuple[Row | None, dict[s
     baselines = [r for r in sort_rows(rows, main) if is_baseline(r) and r.values("test", main)]
     if not baselines:
         return None, {}
-    sign = 1 if is_lower_better(main) else -1
-
-    def by_validation(row: Row) -> float:
-        vals = row.values("valid", main)
-        return sign * statistics.fmean(vals) if vals else float("inf")
-
-    ref = min(baselines, key=by_validation)   # min keeps the first of equals: the test order breaks ties
+    # min keeps the first of equals: the test order breaks ties
+    ref = min(baselines, key=lambda row: rank_key(row, "valid", main))
 
     ref_values = _row_values(ref)
     markers: dict[str, str] = {}
