@@ -181,12 +181,27 @@ def test_graph_edges_all_links_the_images_of_related_nodes(mm_samples):
     assert torch.equal(typed._modalities(mm_samples[:1])[0].edges, whole._modalities(mm_samples[:1])[0].edges)
 
 
+def test_alignment_teaches_the_modules_to_describe_each_image_and_leaves_the_lm_alone(mm_samples):
+    # two (image, text) nodes in the training samples: the target (red) and the scene (blue). The tiny random LM's
+    # output hardly depends on its input (its loss stays near ln(vocab)), so only a fall is asserted
+    plain = model(mm_samples, trainable="last:1")
+    aligned = model(mm_samples, trainable="last:1", align_epochs=8, align_lr=1e-2)
+    report = aligned.describe()["align"]
+    assert report["pairs"] == 2 and len(report["loss"]) == 8 and report["loss"][-1] < report["loss"][0]
+    assert "align" not in plain.describe()
+    before, after = plain.state_dict(), aligned.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if k.startswith("lm."))
+    assert not torch.equal(before["qformer.queries"], after["qformer.queries"])
+    assert aligned.lm_params and all(p.requires_grad for p in aligned.lm_params)   # the LM trains afterwards
+
+
 def test_bad_values_are_refused(mm_samples):
     for over, msg in ((dict(variant="hop"), "variant"), (dict(placement="middle"), "placement"),
                       (dict(feature_norm="l2"), "feature_norm"), (dict(query_init_std=0.0), "query_init_std"),
                       (dict(soft_token_scale="unit"), "soft_token_scale"),
                       (dict(qformer_order="x"), "qformer_order"), (dict(queries_per_image=0), "queries_per_image"),
-                      (dict(graph_edges="some"), "graph_edges"), (dict(prompt_layout="table"), "prompt_layout")):
+                      (dict(graph_edges="some"), "graph_edges"), (dict(prompt_layout="table"), "prompt_layout"),
+                      (dict(align_epochs=1, use_images=False), "align_epochs"), (dict(align_lr=-1.0), "align_lr")):
         with pytest.raises(ConfigError, match=msg):
             model(mm_samples, **over)
 

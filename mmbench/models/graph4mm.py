@@ -40,12 +40,20 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mmbench.api import GraphSample
+from mmbench.api import ClassificationTrainingData, GenerationTrainingData, GraphSample
 from mmbench.backbones import text_encoder_identity, vision_encoder_identity
 from mmbench.data.subgraph import modality_views
+from mmbench.devices import autocast
 from mmbench.errors import ConfigError
+from mmbench.models import lm_utils
 from mmbench.models.graph4mm_layers import HopAwareEncoding, HopDiffusedAttention
-from mmbench.models.graph_lm import GraphLMClassifier, GraphLMConfig, GraphLMCore, GraphLMGenerator
+from mmbench.models.graph_lm import (
+    GraphLMClassifier,
+    GraphLMConfig,
+    GraphLMCore,
+    GraphLMGenerator,
+    own_parameters,
+)
 from mmbench.models.graph_prompts import hop_priority
 from mmbench.models.lm_forward import unwrap
 from mmbench.models.mm_qformer import MMQFormer
@@ -96,10 +104,15 @@ class Graph4MMConfig(GraphLMConfig):
                                       # of the LM's input embeddings (README, Graph4MM section: why)
     feature_norm: str = "none"        # none | standardise: each frozen encoder dimension centred and scaled to
                                       # unit variance over the task's encoded nodes before its projection
+    align_epochs: int = 0             # before training, epochs of image-grounded text generation over the
+                                      # (image, text) nodes of the training samples (``Graph4MMParts.align``;
+                                      # not in the paper: BLIP-2's generative stage); 0 = off
+    align_lr: float = 0.0             # the Graph4MM modules' learning rate while aligning (0: ``lr``)
 
     keys_added_later: ClassVar[dict[str, Any]] = {**GraphLMConfig.keys_added_later, "soft_token_scale": "none",
                                                       "feature_norm": "none",
-                                                      "query_init_std": 1.0, "graph_edges": "typed"}
+                                                      "query_init_std": 1.0, "graph_edges": "typed",
+                                                      "align_epochs": 0, "align_lr": 0.0}
 
 
 def _check(c: Graph4MMConfig) -> None:
@@ -116,6 +129,11 @@ def _check(c: Graph4MMConfig) -> None:
         raise ConfigError(f"graph4mm: feature_norm={c.feature_norm!r}: expected {' or '.join(FEATURE_NORMS)}")
     if c.graph_edges not in GRAPH_EDGES:
         raise ConfigError(f"graph4mm: graph_edges={c.graph_edges!r}: expected {' or '.join(GRAPH_EDGES)}")
+    if c.align_epochs < 0 or c.align_lr < 0:
+        raise ConfigError(f"graph4mm: align_epochs and align_lr must not be negative, got {c.align_epochs}, "
+                          f"{c.align_lr}")
+    if c.align_epochs and not c.use_images:
+        raise ConfigError("graph4mm: align_epochs needs images (use_images=false has no image tokens to align)")
     if not c.query_init_std > 0:
         raise ConfigError(f"graph4mm: query_init_std must be positive, got {c.query_init_std}")
     if c.qformer_order not in ("paper", "public"):
@@ -301,28 +319,95 @@ class Graph4MMParts:
         img_mask = torch.zeros(bsz, n_i, dtype=torch.bool, device=self.device)
         img_pad[image.batch, image.local] = img
         img_mask[image.batch, image.local] = True
-        if net.qformer is None:   # ablation: each slot's tokens are its image node, repeated
-            groups = img_pad.unsqueeze(2).expand(-1, -1, net.q, -1)
-        else:
-            txt_pad = txt_mask = None
-            if text.rows.numel():
-                txt = net.text_struct(net.encode("text", self.enc.text_table[text.rows]), text.edges, text.hops)
-                n_t = int(text.local.max()) + 1
-                txt_pad = txt.new_zeros(bsz, n_t, net.d)
-                txt_mask = torch.zeros(bsz, n_t, dtype=torch.bool, device=self.device)
-                txt_pad[text.batch, text.local] = txt
-                txt_mask[text.batch, text.local] = True
-            queries = net.qformer(txt_pad, txt_mask, img_pad, img_mask)               # (B, slots * q, d)
-            groups = queries.view(bsz, c.max_image_slots, net.q, net.d)[:, :n_i]
-        tokens = net.to_lm(groups)                                                  # (B, n_i, q, H)
+        txt_pad = txt_mask = None
+        if net.qformer is not None and text.rows.numel():
+            txt = net.text_struct(net.encode("text", self.enc.text_table[text.rows]), text.edges, text.hops)
+            n_t = int(text.local.max()) + 1
+            txt_pad = txt.new_zeros(bsz, n_t, net.d)
+            txt_mask = torch.zeros(bsz, n_t, dtype=torch.bool, device=self.device)
+            txt_pad[text.batch, text.local] = txt
+            txt_mask[text.batch, text.local] = True
+        tokens = net.to_lm(self._slot_groups(img_pad, img_mask, txt_pad, txt_mask)[:, :n_i])  # (B, n_i, q, H)
         return [{j: tokens[b, s] for s, j in enumerate(nodes)} for b, nodes in enumerate(slot_nodes)]
+
+    def _slot_groups(self, img: torch.Tensor, img_mask: torch.Tensor | None, txt: torch.Tensor | None,
+                     txt_mask: torch.Tensor | None) -> torch.Tensor:
+        """Structured image nodes img (B, n_i, d) (+ text nodes txt (B, n_t, d); masks True = real) -> query
+        groups (B, slots, q, d): the MM-QFormer's ``max_image_slots`` groups, or without it (ablation) each image
+        node repeated q times (n_i groups)."""
+        net = self.module
+        if net.qformer is None:
+            return img.unsqueeze(2).expand(-1, -1, net.q, -1)
+        queries = net.qformer(txt, txt_mask, img, img_mask)                          # (B, slots * q, d)
+        return queries.view(img.shape[0], self.config.max_image_slots, net.q, net.d)
+
+    # ------------------------------------------------------------------ alignment (align_epochs)
+    ALIGN_PROMPT = ("Image:", "\nText:")
+
+    def align(self, samples: list[GraphSample]) -> None:
+        """``align_epochs`` epochs of image-grounded text generation before training (BLIP-2's generative stage;
+        not in the paper): the Graph4MM modules learn to make the LM write a node's own text after
+        "Image: <that image's tokens>\nText:", the LM frozen throughout. Pairs: every distinct (image, text) node
+        of ``samples`` (the training samples; no training target or label is read). A pair's tokens are one
+        query group of the MM-QFormer reading that image alone, the groups taken in turn so that every slot's
+        queries learn. Records epochs, pairs and the mean loss per epoch in ``align_report``."""
+        c, net = self.config, self.module
+        if c.align_epochs <= 0:
+            return
+        pairs = sorted({(row, n.text.strip()) for s in samples for n in s.nodes
+                        if n.text and n.text.strip() and (row := self.enc.image_row(n.image)) >= 0})
+        if not pairs:
+            raise ConfigError("graph4mm: align_epochs: no node of the training samples has both a text and an "
+                              "image; set align_epochs=0")
+        tok = self.tokenizer
+        head = lm_utils.special_prefix(tok) + lm_utils.token_ids(tok, self.ALIGN_PROMPT[0])
+        tail = lm_utils.token_ids(tok, self.ALIGN_PROMPT[1])
+        targets = [lm_utils.target_ids(tok, text, c.max_target_tokens) for _, text in pairs]
+        rows = torch.tensor([r for r, _ in pairs], dtype=torch.long, device=self.device)
+        own = own_parameters(net)
+        optimizer = lm_utils.make_optimizer([(own, c.align_lr or c.lr)], c.weight_decay, betas=self.betas)
+        embed = unwrap(net.lm).get_input_embeddings()
+        no_edges = torch.zeros(2, 0, dtype=torch.long, device=self.device)
+        lm_trainable = [p for p in self.lm_params if p.requires_grad]
+        for p in lm_trainable:
+            p.requires_grad_(False)
+        losses: list[float] = []
+        net.train()
+        try:
+            for epoch in range(1, c.align_epochs + 1):
+                perm = torch.randperm(len(pairs), generator=self.generator).tolist()
+                bar = self.progress.bar(-(-len(pairs) // c.batch_size), f"align {epoch}", unit="step")
+                total = 0.0
+                for start in range(0, len(pairs), c.batch_size):
+                    idx = perm[start:start + c.batch_size]
+                    with autocast(self.device, self.compute_dtype):
+                        hops = torch.zeros(len(idx), dtype=torch.long, device=self.device)
+                        img = net.image_struct(net.encode("image", self.enc.image_table[rows[idx]]), no_edges, hops)
+                        groups = self._slot_groups(img.unsqueeze(1), None, None, None)   # (b, slots, q, d)
+                        slot = torch.arange(start, start + len(idx), device=self.device) % groups.shape[1]
+                        tokens = net.to_lm(groups[torch.arange(len(idx), device=self.device), slot])  # (b, q, H)
+                    batch = lm_utils.collate([[head, t, tail] for t in tokens], [targets[i] for i in idx],
+                                             pad_token_id=lm_utils.pad_id(tok), embed=embed, device=self.device)
+                    loss = lm_utils.causal_lm_loss(net.lm, batch)
+                    total += lm_utils.optimizer_step(loss, optimizer, own, c.grad_clip) * len(idx)
+                    bar.update()
+                bar.close()
+                losses.append(round(total / len(pairs), 6))
+        finally:
+            for p in lm_trainable:
+                p.requires_grad_(True)
+        self.align_report = {"epochs": c.align_epochs, "pairs": len(pairs), "loss": losses}
 
     def describe(self) -> dict[str, Any]:
         c = self.config
         out = GraphLMCore.describe(self)
-        return {**out, "text_variant": c.text_variant or c.variant, "image_variant": c.image_variant or c.variant,
-                "structure": {"text": c.text_structure, "image": c.image_structure}, "qformer": c.use_qformer,
-                "images": c.use_images} if out else out
+        if not out:
+            return out
+        out = {**out, "text_variant": c.text_variant or c.variant, "image_variant": c.image_variant or c.variant,
+               "structure": {"text": c.text_structure, "image": c.image_structure}, "qformer": c.use_qformer,
+               "images": c.use_images}
+        report = getattr(self, "align_report", None)
+        return {**out, "align": report} if report else out
 
 
 # --------------------------------------------------------------------------- generation
@@ -341,6 +426,10 @@ class Graph4MMGenerator(Graph4MMParts, GraphLMGenerator):
                    "interleaved into an LM (SmolLM2-135M by default)")
     Config = Graph4MMConfig
     presets = GEN_PRESETS
+
+    def setup(self, data: GenerationTrainingData, seed: int) -> None:
+        super().setup(data, seed)
+        self.align(list(data.train))
 
 
 # --------------------------------------------------------------------------- classification
@@ -367,3 +456,7 @@ class Graph4MMClassifier(Graph4MMParts, GraphLMClassifier):
     description = Graph4MMGenerator.description
     Config = Graph4MMConfig
     presets = CLS_PRESETS
+
+    def setup(self, data: ClassificationTrainingData, seed: int) -> None:
+        super().setup(data, seed)
+        self.align(self.samples_of(self.train_nodes))
