@@ -113,6 +113,7 @@ class Graph4MMConfig(GraphLMConfig):
                                                       "feature_norm": "none",
                                                       "query_init_std": 1.0, "graph_edges": "typed",
                                                       "align_epochs": 0, "align_lr": 0.0}
+    value_ranges: ClassVar[dict[str, tuple]] = {"align_lr": (0.0, True, None, False)}   # 0 = lr
 
 
 def _check(c: Graph4MMConfig) -> None:
@@ -129,9 +130,8 @@ def _check(c: Graph4MMConfig) -> None:
         raise ConfigError(f"graph4mm: feature_norm={c.feature_norm!r}: expected {' or '.join(FEATURE_NORMS)}")
     if c.graph_edges not in GRAPH_EDGES:
         raise ConfigError(f"graph4mm: graph_edges={c.graph_edges!r}: expected {' or '.join(GRAPH_EDGES)}")
-    if c.align_epochs < 0 or c.align_lr < 0:
-        raise ConfigError(f"graph4mm: align_epochs and align_lr must not be negative, got {c.align_epochs}, "
-                          f"{c.align_lr}")
+    if c.align_epochs < 0:
+        raise ConfigError(f"graph4mm: align_epochs must not be negative, got {c.align_epochs}")
     if c.align_epochs and not c.use_images:
         raise ConfigError("graph4mm: align_epochs needs images (use_images=false has no image tokens to align)")
     if not c.query_init_std > 0:
