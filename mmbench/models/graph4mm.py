@@ -371,28 +371,25 @@ class Graph4MMParts:
         lm_trainable = [p for p in self.lm_params if p.requires_grad]
         for p in lm_trainable:
             p.requires_grad_(False)
+        done = [0]  # pairs seen so far: a pair's place in its epoch's order picks its query group
+
+        def batch_loss(idx: list[int]) -> torch.Tensor:
+            start = done[0] % len(pairs)
+            done[0] += len(idx)
+            with autocast(self.device, self.compute_dtype):
+                hops = torch.zeros(len(idx), dtype=torch.long, device=self.device)
+                img = net.image_struct(net.encode("image", self.enc.image_table[rows[idx]]), no_edges, hops)
+                groups = self._slot_groups(img.unsqueeze(1), None, None, None)   # (b, slots, q, d)
+                slot = torch.arange(start, start + len(idx), device=self.device) % groups.shape[1]
+                tokens = net.to_lm(groups[torch.arange(len(idx), device=self.device), slot])  # (b, q, H)
+            batch = lm_utils.collate([[head, t, tail] for t in tokens], [targets[i] for i in idx],
+                                     pad_token_id=lm_utils.pad_id(tok), embed=embed, device=self.device)
+            return lm_utils.causal_lm_loss(net.lm, batch)
+
         losses: list[float] = []
-        net.train()
         try:
             for epoch in range(1, c.align_epochs + 1):
-                perm = torch.randperm(len(pairs), generator=self.generator).tolist()
-                bar = self.progress.bar(-(-len(pairs) // c.batch_size), f"align {epoch}", unit="step")
-                total = 0.0
-                for start in range(0, len(pairs), c.batch_size):
-                    idx = perm[start:start + c.batch_size]
-                    with autocast(self.device, self.compute_dtype):
-                        hops = torch.zeros(len(idx), dtype=torch.long, device=self.device)
-                        img = net.image_struct(net.encode("image", self.enc.image_table[rows[idx]]), no_edges, hops)
-                        groups = self._slot_groups(img.unsqueeze(1), None, None, None)   # (b, slots, q, d)
-                        slot = torch.arange(start, start + len(idx), device=self.device) % groups.shape[1]
-                        tokens = net.to_lm(groups[torch.arange(len(idx), device=self.device), slot])  # (b, q, H)
-                    batch = lm_utils.collate([[head, t, tail] for t in tokens], [targets[i] for i in idx],
-                                             pad_token_id=lm_utils.pad_id(tok), embed=embed, device=self.device)
-                    loss = lm_utils.causal_lm_loss(net.lm, batch)
-                    total += lm_utils.optimizer_step(loss, optimizer, own, c.grad_clip) * len(idx)
-                    bar.update()
-                bar.close()
-                losses.append(round(total / len(pairs), 6))
+                losses.append(round(self.shuffled_epoch(f"align {epoch}", len(pairs), batch_loss, optimizer, own), 6))
         finally:
             for p in lm_trainable:
                 p.requires_grad_(True)

@@ -17,6 +17,7 @@ docstring) or a linear head over the LM's mean-pooled final hidden states (``hea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -169,23 +170,30 @@ class GraphLMCore(lm_utils.TrainableLMState):
         """Add what ``loss`` needs beyond the LM inputs (default: nothing)."""
         return batch
 
-    def lm_epoch(self, epoch: int, samples: list[GraphSample], targets: list[list[int]]) -> float:
-        """One epoch of ``loss`` over ``samples`` with their target ids."""
+    def shuffled_epoch(self, label: str, n: int, batch_loss: Callable[[list[int]], torch.Tensor],
+                       optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> float:
+        """One pass over items 0..n-1 in a seeded random order, ``batch_size`` at a time: ``batch_loss(idx)`` ->
+        that batch's mean loss (a scalar), one optimiser step each; returns the mean loss per item."""
         c = self.config
-        n = len(samples)
-        if n == 0 or self.optimizer is None:
-            return 0.0
         self.module.train()
         perm = torch.randperm(n, generator=self.generator).tolist()
         total = 0.0
-        bar = self.progress.bar(-(-n // c.batch_size), f"epoch {epoch}", unit="step")
+        bar = self.progress.bar(-(-n // c.batch_size), label, unit="step")
         for s in range(0, n, c.batch_size):
             idx = perm[s:s + c.batch_size]
-            b = self.batch([samples[i] for i in idx], [targets[i] for i in idx], training=True)
-            total += lm_utils.optimizer_step(self.loss(b), self.optimizer, self.params, c.grad_clip) * len(idx)
+            total += lm_utils.optimizer_step(batch_loss(idx), optimizer, params, c.grad_clip) * len(idx)
             bar.update()
         bar.close()
-        return total / n
+        return total / max(n, 1)
+
+    def lm_epoch(self, epoch: int, samples: list[GraphSample], targets: list[list[int]]) -> float:
+        """One epoch of ``loss`` over ``samples`` with their target ids."""
+        if not samples or self.optimizer is None:
+            return 0.0
+        return self.shuffled_epoch(
+            f"epoch {epoch}", len(samples),
+            lambda idx: self.loss(self.batch([samples[i] for i in idx], [targets[i] for i in idx], training=True)),
+            self.optimizer, self.params)
 
     def describe(self) -> dict[str, Any]:
         if self.module is None:
@@ -269,18 +277,13 @@ class GraphLMClassifier(GraphLMCore, ClassificationModel):
         if self.cls_head is None and c.cls_loss == "lm":
             targets = [self.label_ids[y] for y in self.train_labels]
             return self.lm_epoch(epoch, self.samples_of(self.train_nodes), targets)
-        n = len(self.train_nodes)
-        self.module.train()
-        perm = torch.randperm(n, generator=self.generator).tolist()
         classes = self.train_classes if self.cls_head is not None else sorted(set(self.train_labels))
         pos = {k: i for i, k in enumerate(classes)}
         if self.cls_head is None:
             lab = lm_decode.label_tensors([self.label_ids[k] for k in classes], lm_utils.pad_id(self.tokenizer),
                                           self.device)
-        total = 0.0
-        bar = self.progress.bar(-(-n // c.batch_size), f"epoch {epoch}", unit="step")
-        for s in range(0, n, c.batch_size):
-            idx = perm[s:s + c.batch_size]
+
+        def batch_loss(idx: list[int]) -> torch.Tensor:
             b = self.batch(self.samples_of([self.train_nodes[i] for i in idx]), None, training=False)
             # (B, classes): linear head over the pooled states, or the training classes' name scores
             logits = self.cls_head(self.pooled(b)) if self.cls_head is not None else \
@@ -290,11 +293,9 @@ class GraphLMClassifier(GraphLMCore, ClassificationModel):
                 # score for every input cancels, so training cannot move the seen names' priors
                 logits = logits - logits.mean(0, keepdim=True)
             y = torch.tensor([pos[self.train_labels[i]] for i in idx], device=self.device)
-            total += lm_utils.optimizer_step(F.cross_entropy(logits, y), self.optimizer, self.params,
-                                             c.grad_clip) * len(idx)
-            bar.update()
-        bar.close()
-        return total / max(n, 1)
+            return F.cross_entropy(logits, y)
+
+        return self.shuffled_epoch(f"epoch {epoch}", len(self.train_nodes), batch_loss, self.optimizer, self.params)
 
     @torch.no_grad()
     def predict(self, nodes: torch.Tensor) -> torch.Tensor:
