@@ -252,8 +252,24 @@ def fmt_hardware(hw: set[tuple[str, int | None]]) -> str:
     return " + ".join(f"{n} at {t} thread{'s' * (t != 1)}" if t else n for n, t in sorted(hw, key=str))
 
 
+def full_model_of(row: Row, rows: list[Row]) -> Row | None:
+    """The row an ablation row is measured against: of the same model's rows whose settings (``label_settings``)
+    are a proper subset of ``row``'s, the largest such subset that one row alone holds. So an ablation made under
+    an earlier preset meets that preset's row, and one that removes two parts meets the full model rather than
+    either one-part ablation; None for a row without settings or without such a row."""
+    mine = {k: canonical_json(v) for k, v in label_settings(row.records[0]).items()}
+    if not mine:
+        return None
+    by_size: dict[int, list[Row]] = defaultdict(list)
+    for other in rows:
+        theirs = {k: canonical_json(v) for k, v in label_settings(other.records[0]).items()}
+        if other.model == row.model and len(theirs) < len(mine) and theirs.items() <= mine.items():
+            by_size[len(theirs)].append(other)
+    return next((rs[0] for _, rs in sorted(by_size.items(), reverse=True) if len(rs) == 1), None)
+
+
 def render_ablations(records: list[ResultRecord]) -> list[str]:
-    """Each row with ``--set`` overrides against the same model's row without any (its full model): the mean
+    """Each row with ``--set`` overrides against its full model (``full_model_of``): the mean
     difference of the main metric and a paired bootstrap over the test samples both have. The full model
     enters with the ablation's seeds when it has all of them (a one-seed ablation meets the full model's
     same seed, not its mean over seeds), else with all its seeds. When the two were computed on different
@@ -263,15 +279,10 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
 
     main = records[0].main_metric
     rows = group_rows(records)
-    plain = defaultdict(list)
-    for r in rows:
-        if not label_settings(r.records[0]):
-            plain[r.model].append(r)
-    full = {m: rs[0] for m, rs in plain.items() if len(rs) == 1}   # an unambiguous full model only
     body = []
     for row in sort_rows(rows, main):
-        ref = full.get(row.model)
-        if ref is None or not label_settings(row.records[0]):
+        ref = full_model_of(row, rows)
+        if ref is None:
             continue
         same_seeds = [r for r in ref.records if r.seed in set(row.seeds)]
         if sorted(r.seed for r in same_seeds) == row.seeds:
