@@ -253,19 +253,25 @@ def fmt_hardware(hw: set[tuple[str, int | None]]) -> str:
 
 
 def full_model_of(row: Row, rows: list[Row]) -> Row | None:
-    """The row an ablation row is measured against: of the same model's rows whose settings (``label_settings``)
-    are a proper subset of ``row``'s, the largest such subset that one row alone holds. So an ablation made under
-    an earlier preset meets that preset's row, and one that removes two parts meets the full model rather than
-    either one-part ablation; None for a row without settings or without such a row."""
-    mine = {k: canonical_json(v) for k, v in label_settings(row.records[0]).items()}
+    """The row an ablation row is measured against: the same model's row of the preset the ablation was made
+    under. That is today's plain row, unless the ablation holds keys its config class added later
+    (``keys_added_later``) at their earlier values, i.e. it was made under the preset before those keys: then
+    the row with exactly those settings where it exists (e.g. ``[align_epochs=0, image_structure=false]`` meets
+    ``[align_epochs=0]``). None for a row without settings, or where the row it meets is ambiguous or absent."""
+    mine = label_settings(row.records[0])
     if not mine:
         return None
-    by_size: dict[int, list[Row]] = defaultdict(list)
-    for other in rows:
-        theirs = {k: canonical_json(v) for k, v in label_settings(other.records[0]).items()}
-        if other.model == row.model and len(theirs) < len(mine) and theirs.items() <= mine.items():
-            by_size[len(theirs)].append(other)
-    return next((rs[0] for _, rs in sorted(by_size.items(), reverse=True) if len(rs) == 1), None)
+    cur = _current_config(row.model, row.records[0].task.get("family", ""), row.records[0].task_name)
+    later = (getattr(cur[0], "keys_added_later", None) or {}) if cur else {}
+    context = {k: v for k, v in mine.items() if k in later and canonical_json(v) == canonical_json(later[k])}
+    if context == mine:   # the earlier preset's own row: against today's
+        context = {}
+    same = [r for r in rows if r.model == row.model]
+    for settings in ((context, {}) if context else ({},)):   # without that preset's row: today's
+        refs = [r for r in same if canonical_json(label_settings(r.records[0])) == canonical_json(settings)]
+        if refs:
+            return refs[0] if len(refs) == 1 else None
+    return None
 
 
 def render_ablations(records: list[ResultRecord]) -> list[str]:

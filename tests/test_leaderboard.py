@@ -292,20 +292,30 @@ def test_ablation_rows_are_compared_with_their_full_model(tmp_path):
     assert not any(line.startswith("| omega [dim=8] | 1 | ") for line in page.split("Ablations")[1].splitlines())
 
 
-def test_an_ablation_meets_the_largest_setting_it_extends(tmp_path):
-    # "old" = the row of an earlier preset: an ablation made under it meets it, not today's full model; an
-    # ablation of two parts meets the full model when both one-part ablations exist (a tie: neither is its base)
+def test_an_ablation_made_under_an_earlier_preset_meets_that_preset(tmp_path, monkeypatch):
+    # zeta's preset today sets "new" (a key added later; before it, behaviour = new false): records made before
+    # the key are the earlier preset's row [new=false], and its ablation [new=false, use_x=false] meets that row
+    class Cfg:
+        keys_added_later = {"new": False}
+
+    from mmbench import leaderboard
+
+    monkeypatch.setitem(leaderboard._CURRENT, ("zeta", "kgc", "toy"), (Cfg, {"dim": 8, "new": True, "use_x": True}))
     s = ResultStore(tmp_path / "results")
-    for key, settings, test in (("f0", {}, 0.5), ("p0", {"old": True}, 0.45),
-                                ("q0", {"old": True, "use_x": False}, 0.25),
-                                ("y0", {"use_y": False}, 0.4), ("w0", {"use_w": False}, 0.3),
-                                ("z0", {"use_w": False, "use_y": False}, 0.2)):
-        s.write(rec(key, "zeta", settings, settings, 0, test, 2.0, 0.3, 10))
+    for key, config, test in (("f0", {"dim": 8, "new": True, "use_x": True}, 0.5),
+                              ("p0", {"dim": 8, "use_x": True}, 0.45), ("q0", {"dim": 8, "use_x": False}, 0.25),
+                              ("x0", {"dim": 8, "new": True, "use_x": False}, 0.4)):
+        s.write(rec(key, "zeta", config, {}, 0, test, 2.0, 0.3, 10))
+    # eta has no row of the earlier preset: its ablation made under it meets today's full model
+    monkeypatch.setitem(leaderboard._CURRENT, ("eta", "kgc", "toy"), (Cfg, {"dim": 8, "new": True, "use_x": True}))
+    s.write(rec("e0", "eta", {"dim": 8, "new": True, "use_x": True}, {}, 0, 0.3, 2.0, 0.3, 10))
+    s.write(rec("e1", "eta", {"dim": 8, "use_x": False}, {}, 0, 0.2, 2.0, 0.3, 10))
     write_leaderboard(s, tmp_path / "lb", charts=False)
     ablations = _page(tmp_path / "lb" / "toy.md").split("Ablations against")[1]
-    assert "| zeta [old=true, use_x=false] | 1 | zeta [old=true] | 1 | 0.2500 | -0.2000 |" in ablations
-    assert "| zeta [use_w=false, use_y=false] | 1 | zeta | 1 | 0.2000 | -0.3000 |" in ablations
-    assert "| zeta [use_y=false] | 1 | zeta | 1 | 0.4000 | -0.1000 |" in ablations
+    assert "| zeta [new=false, use_x=false] | 1 | zeta [new=false] | 1 | 0.2500 | -0.2000 |" in ablations
+    assert "| zeta [new=false] | 1 | zeta | 1 | 0.4500 | -0.0500 |" in ablations
+    assert "| zeta [use_x=false] | 1 | zeta | 1 | 0.4000 | -0.1000 |" in ablations
+    assert "| eta [new=false, use_x=false] | 1 | eta | 1 | 0.2000 | -0.1000 |" in ablations
 
 
 def test_an_ablation_on_other_hardware_says_so(tmp_path):
