@@ -12,11 +12,12 @@ theme split by where it is (the scene's text names it, or only the scene's image
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from mmbench.io import read_jsonl_gz
+from mmbench.leaderboard import group_rows
+from mmbench.results import ResultStore
 
 
 def slots(text: str) -> tuple[str, str, str] | None:
@@ -75,16 +76,17 @@ def main() -> None:
     image_only = image_only_theme_ids(args.task)
     task = Path(args.task).stem if args.task.endswith((".yaml", ".yml")) else args.task
     by_model: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for rec_path in sorted(Path(args.results, task).glob("*/*.json")):
-        rec = json.loads(rec_path.read_text())
-        if not rec.get("samples_file"):
-            continue
-        label = rec["model"]["name"] + "".join(f" {k}={v}" for k, v in sorted(rec["model"]["overrides"].items()))
-        by_model[label].append(component_scores(read_jsonl_gz(rec_path.parent / rec["samples_file"]), image_only))
-    print(f"{'model':<48} seeds  theme  object quality   all  well-formed  theme|text  theme|image only")
+    found = [(path, rec) for path, rec in ResultStore(Path(args.results)).iter_records()
+             if rec.task_name == task and rec.samples_file]
+    samples = {id(rec): path.parent / rec.samples_file for path, rec in found}
+    for row in group_rows([rec for _, rec in found]):   # one row per config, labelled as on the leaderboard
+        for rec in row.records:
+            by_model[row.label].append(component_scores(read_jsonl_gz(samples[id(rec)]), image_only))
+    w = max(map(len, by_model), default=5)
+    print(f"{'model':<{w}} seeds  theme  object quality   all  well-formed  theme|text  theme|image only")
     for label, runs in sorted(by_model.items()):
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
-        print(f"{label:<48} {len(runs):>5}  {mean['theme']:5.0%}  {mean['object']:5.0%}  {mean['quality']:5.0%}  "
+        print(f"{label:<{w}} {len(runs):>5}  {mean['theme']:5.0%}  {mean['object']:5.0%}  {mean['quality']:5.0%}  "
               f"{mean['all']:5.0%}  {mean['formed']:6.0%}  {mean['theme_text']:10.0%}  {mean['theme_image']:10.0%}")
 
 
