@@ -107,7 +107,8 @@ def isolated(args: argparse.Namespace) -> None:
 
 
 def pipeline(args: argparse.Namespace) -> None:
-    over = {"use_qformer": False, "trainable": "none", **parse_overrides(args.set)}
+    # no alignment stage (synth-gen's preset has one): the probe counts the image path's training steps alone
+    over = {"use_qformer": False, "trainable": "none", "align_epochs": 0, **parse_overrides(args.set)}
     samples, targets = load(args.scene_only, args.p_theme_text)
     model = graph4mm(samples, targets, over)
     first, label = theme_ids(model.tokenizer, targets)
