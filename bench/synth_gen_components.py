@@ -76,12 +76,12 @@ def main() -> None:
     image_only = image_only_theme_ids(args.task)
     task = Path(args.task).stem if args.task.endswith((".yaml", ".yml")) else args.task
     by_model: dict[str, list[dict[str, float]]] = defaultdict(list)
-    found = [(path, rec) for path, rec in ResultStore(Path(args.results)).iter_records()
+    found = [rec for _, rec in ResultStore(Path(args.results)).iter_records()
              if rec.task_name == task and rec.samples_file]
-    samples = {id(rec): path.parent / rec.samples_file for path, rec in found}
-    for row in group_rows([rec for _, rec in found]):   # one row per config, labelled as on the leaderboard
+    for row in group_rows(found):   # one row per config, labelled as on the leaderboard
         for rec in row.records:
-            by_model[row.label].append(component_scores(read_jsonl_gz(samples[id(rec)]), image_only))
+            by_model[row.label].append(component_scores(read_jsonl_gz(rec.path.parent / rec.samples_file),
+                                                        image_only))
     w = max(map(len, by_model), default=5)
     print(f"{'model':<{w}} seeds  theme  object quality   all  well-formed  theme|text  theme|image only")
     for label, runs in sorted(by_model.items()):

@@ -27,6 +27,7 @@ class Row:
     model: str
     config_hash: str
     records: list[ResultRecord] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)   # ``label_settings`` of its records
 
     def values(self, split: str, key: str) -> list[float]:
         return [r.metrics[split][key] for r in self.records if key in r.metrics.get(split, {})]
@@ -125,8 +126,9 @@ def config_identity(rec: ResultRecord) -> str:
     return sha256_hex(canonical_json(run_key_config(cur[0], conf) if cur else conf))[:8]
 
 
-def row_label(rec: ResultRecord) -> str:
-    over = label_settings(rec)
+def row_label(rec: ResultRecord, settings: dict[str, Any] | None = None) -> str:
+    """"model [key=value, ...]" with the record's ``label_settings`` (computed unless given)."""
+    over = label_settings(rec) if settings is None else settings
     if not over:
         return rec.model_name
     parts = ", ".join(f"{k}={canonical_json(v).strip(chr(34))}" for k, v in sorted(over.items()))
@@ -138,7 +140,10 @@ def group_rows(records: list[ResultRecord]) -> list[Row]:
     for rec in records:
         chash = config_identity(rec)
         key = (rec.model_name, chash)
-        rows.setdefault(key, Row(label=row_label(rec), model=key[0], config_hash=chash)).records.append(rec)
+        if key not in rows:
+            settings = label_settings(rec)
+            rows[key] = Row(label=row_label(rec, settings), model=key[0], config_hash=chash, settings=settings)
+        rows[key].records.append(rec)
     labels = defaultdict(list)
     for row in rows.values():
         labels[row.label].append(row)
@@ -258,7 +263,7 @@ def full_model_of(row: Row, rows: list[Row]) -> Row | None:
     (``keys_added_later``) at their earlier values, i.e. it was made under the preset before those keys: then
     the row with exactly those settings where it exists (e.g. ``[align_epochs=0, image_structure=false]`` meets
     ``[align_epochs=0]``). None for a row without settings, or where the row it meets is ambiguous or absent."""
-    mine = label_settings(row.records[0])
+    mine = row.settings
     if not mine:
         return None
     cur = _current_config(row.model, row.records[0].task.get("family", ""), row.records[0].task_name)
@@ -268,7 +273,7 @@ def full_model_of(row: Row, rows: list[Row]) -> Row | None:
         context = {}
     same = [r for r in rows if r.model == row.model]
     for settings in ((context, {}) if context else ({},)):   # without that preset's row: today's
-        refs = [r for r in same if canonical_json(label_settings(r.records[0])) == canonical_json(settings)]
+        refs = [r for r in same if canonical_json(r.settings) == canonical_json(settings)]
         if refs:
             return refs[0] if len(refs) == 1 else None
     return None
@@ -292,7 +297,7 @@ def render_ablations(records: list[ResultRecord]) -> list[str]:
             continue
         same_seeds = [r for r in ref.records if r.seed in set(row.seeds)]
         if sorted(r.seed for r in same_seeds) == row.seeds:
-            ref = Row(ref.label, ref.model, ref.config_hash, same_seeds)
+            ref = Row(ref.label, ref.model, ref.config_hash, same_seeds, ref.settings)
         a, b = _row_values(row), _row_values(ref)
         res = paired_test(a, b) if a and b else None
         diff = statistics.fmean(row.values("test", main)) - statistics.fmean(ref.values("test", main))

@@ -372,16 +372,14 @@ class Graph4MMParts:
         lm_trainable = [p for p in self.lm_params if p.requires_grad]
         for p in lm_trainable:
             p.requires_grad_(False)
-        done = [0]  # pairs seen so far: a pair's place in its epoch's order picks its query group
 
-        def batch_loss(idx: list[int]) -> torch.Tensor:
-            start = done[0] % len(pairs)
-            done[0] += len(idx)
+        def batch_loss(idx: list[int], first: int) -> torch.Tensor:
             with autocast(self.device, self.compute_dtype):
                 hops = torch.zeros(len(idx), dtype=torch.long, device=self.device)
                 img = net.image_struct(net.encode("image", self.enc.image_table[rows[idx]]), no_edges, hops)
                 groups = self._slot_groups(img.unsqueeze(1), None, None, None)   # (b, slots, q, d)
-                slot = torch.arange(start, start + len(idx), device=self.device) % groups.shape[1]
+                # a pair's place in its epoch's order picks its query group
+                slot = torch.arange(first, first + len(idx), device=self.device) % groups.shape[1]
                 tokens = net.to_lm(groups[torch.arange(len(idx), device=self.device), slot])  # (b, q, H)
             batch = lm_utils.collate([[head, t, tail] for t in tokens], [targets[i] for i in idx],
                                      pad_token_id=lm_utils.pad_id(tok), embed=embed, device=self.device)

@@ -170,10 +170,11 @@ class GraphLMCore(lm_utils.TrainableLMState):
         """Add what ``loss`` needs beyond the LM inputs (default: nothing)."""
         return batch
 
-    def shuffled_epoch(self, label: str, n: int, batch_loss: Callable[[list[int]], torch.Tensor],
+    def shuffled_epoch(self, label: str, n: int, batch_loss: Callable[[list[int], int], torch.Tensor],
                        optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> float:
-        """One pass over items 0..n-1 in a seeded random order, ``batch_size`` at a time: ``batch_loss(idx)`` ->
-        that batch's mean loss (a scalar), one optimiser step each; returns the mean loss per item."""
+        """One pass over items 0..n-1 in a seeded random order, ``batch_size`` at a time: ``batch_loss(idx,
+        first)`` (the batch's items and the place of its first one in this epoch's order) -> that batch's mean
+        loss (a scalar), one optimiser step each; returns the mean loss per item."""
         c = self.config
         self.module.train()
         perm = torch.randperm(n, generator=self.generator).tolist()
@@ -181,7 +182,7 @@ class GraphLMCore(lm_utils.TrainableLMState):
         bar = self.progress.bar(-(-n // c.batch_size), label, unit="step")
         for s in range(0, n, c.batch_size):
             idx = perm[s:s + c.batch_size]
-            total += lm_utils.optimizer_step(batch_loss(idx), optimizer, params, c.grad_clip) * len(idx)
+            total += lm_utils.optimizer_step(batch_loss(idx, s), optimizer, params, c.grad_clip) * len(idx)
             bar.update()
         bar.close()
         return total / max(n, 1)
@@ -190,10 +191,10 @@ class GraphLMCore(lm_utils.TrainableLMState):
         """One epoch of ``loss`` over ``samples`` with their target ids."""
         if not samples or self.optimizer is None:
             return 0.0
-        return self.shuffled_epoch(
-            f"epoch {epoch}", len(samples),
-            lambda idx: self.loss(self.batch([samples[i] for i in idx], [targets[i] for i in idx], training=True)),
-            self.optimizer, self.params)
+        def batch_loss(idx: list[int], _first: int) -> torch.Tensor:
+            return self.loss(self.batch([samples[i] for i in idx], [targets[i] for i in idx], training=True))
+
+        return self.shuffled_epoch(f"epoch {epoch}", len(samples), batch_loss, self.optimizer, self.params)
 
     def describe(self) -> dict[str, Any]:
         if self.module is None:
@@ -283,7 +284,7 @@ class GraphLMClassifier(GraphLMCore, ClassificationModel):
             lab = lm_decode.label_tensors([self.label_ids[k] for k in classes], lm_utils.pad_id(self.tokenizer),
                                           self.device)
 
-        def batch_loss(idx: list[int]) -> torch.Tensor:
+        def batch_loss(idx: list[int], _first: int) -> torch.Tensor:
             b = self.batch(self.samples_of([self.train_nodes[i] for i in idx]), None, training=False)
             # (B, classes): linear head over the pooled states, or the training classes' name scores
             logits = self.cls_head(self.pooled(b)) if self.cls_head is not None else \
